@@ -1,0 +1,1 @@
+"""Pure PyTorch networks and their checkpoint formats. Knows nothing of the platform."""

@@ -1,0 +1,1 @@
+"""Consents: spoken statements with a nonce, verified, scoped, revocable by appending."""

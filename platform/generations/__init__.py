@@ -1,0 +1,1 @@
+"""Generations: one record per output, written with its audit event."""

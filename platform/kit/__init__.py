@@ -1,0 +1,1 @@
+"""Shared pieces: database, blob store, audio I/O, hashing, pagination."""

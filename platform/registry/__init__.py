@@ -1,0 +1,1 @@
+"""The SQL registry: ORM classes for every table (schema changes only through Alembic)."""

@@ -1,0 +1,1 @@
+"""Voices: speakers' registered voices, their reference clips and fingerprints, protected voices."""

@@ -1,0 +1,1 @@
+"""Built-in VoiceSeal plugins, each registered through the `voiceseal` entry-point group."""
