@@ -1,0 +1,32 @@
+"""Shared fixtures for the GPT-SoVITS tests: the golden files from the official implementation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "gpt_sovits"
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    """Folder of the official-code fixtures (see its README.md and PROVENANCE.md)."""
+    if not (FIXTURES / "t2s_tiny.ckpt").is_file():
+        pytest.fail(f"GPT-SoVITS fixtures missing under {FIXTURES}")
+    return FIXTURES
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_torch_thread() -> Iterator[None]:
+    """Run these small models on one intra-op thread.
+
+    The tiny fixture models gain nothing from a second thread, and on a shared 2-core machine
+    OpenMP threads that spin-wait for a busy core made decoding ~100x slower.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
