@@ -1,0 +1,1 @@
+"""The HTTP API: app factory, dependencies, error rendering and the cross-cutting request helpers."""

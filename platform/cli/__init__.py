@@ -1,0 +1,1 @@
+"""The ``voiceseal`` command line (typer)."""
