@@ -23,6 +23,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+
 from voiceseal.audit import chain
 from voiceseal.consents import service as consents
 from voiceseal.contracts import Audio, SynthesisOptions, VoiceHandle
@@ -47,6 +48,8 @@ from voiceseal.voices import service as voices
 log = logging.getLogger(__name__)
 
 SENTENCE_GAP_S = 0.25
+#: Level of the room tone that pads outputs shorter than the watermark's minimum (inaudible).
+ROOM_TONE_DBFS = -60.0
 STREAM_FORMATS = ("audio", "sse")
 
 
@@ -90,6 +93,20 @@ class Result:
     sample_rate: int
     duration_s: float
     watermark_payload: int
+
+
+def room_tone(n: int, seed: int = 0) -> Audio:
+    """Quiet, deterministic low-passed noise with a short fade-in, ``ROOM_TONE_DBFS`` RMS."""
+    if n <= 0:
+        return np.zeros(0, np.float32)
+    from scipy.signal import lfilter
+
+    # One-pole low-pass of white noise: roughly the spectrum of a quiet room.
+    tone = np.asarray(lfilter([0.1], [1.0, -0.9], np.random.default_rng(seed).standard_normal(n)))
+    tone *= 10 ** (ROOM_TONE_DBFS / 20) / max(float(np.sqrt(np.mean(tone**2))), 1e-12)
+    fade = min(n, 480)
+    tone[:fade] *= np.linspace(0.0, 1.0, fade)
+    return tone.astype(np.float32)
 
 
 def _sha(text: str) -> str:
@@ -301,6 +318,7 @@ class Orchestrator:
         audio, _ = audio_io.normalize_loudness(
             np.concatenate(parts), sr, s.loudness_target_lufs, s.true_peak_dbfs
         )
+        audio = np.concatenate([audio, room_tone(self._shortfall(len(audio), sr))])
         t2 = time.perf_counter()
         payload = self._free_payload()
         marked = self.runtime.watermarker().embed(audio, sr, payload.to_bytes(4, "big"))
@@ -359,6 +377,13 @@ class Orchestrator:
                 delivered.append(marked)
                 if marked.size:
                     yield audio_io.encode(marked, sr, "pcm"), {"type": "audio", "segment": i}
+            delivered_n = sum(len(d) for d in delivered)
+            pad = room_tone(self._shortfall(delivered_n, sr))
+            if pad.size:
+                marked = embedder.push(pad)
+                delivered.append(marked)
+                if marked.size:
+                    yield audio_io.encode(marked, sr, "pcm"), {"type": "audio", "segment": -1}
             tail = embedder.flush()
             delivered.append(tail)
             if tail.size:
@@ -373,6 +398,19 @@ class Orchestrator:
         yield b"", {"type": "done", "generation_id": gen_id, "duration_s": len(full) / sr}
 
     # -- steps 6-8 helpers -----------------------------------------------------------------------
+
+    def _shortfall(self, n: int, sr: int) -> int:
+        """Samples of room tone needed so the mark can be detected (and so verified) at all.
+
+        A one-word answer is shorter than the watermark's minimum clip; rather than deliver audio
+        whose mark cannot be checked, it gets an inaudible room-tone tail up to that minimum.
+        """
+        minimum = float(
+            self.runtime.watermarker().capabilities.extra.get("min_detect_seconds", 0.0)
+        )
+        # One second over the minimum: measured, outputs with ~0.9 s of speech then verify every time.
+        need = int((minimum + 1.0) * sr) - n if minimum else 0
+        return max(need, 0)
 
     def _free_payload(self) -> int:
         with transaction(self.sessions) as session:
@@ -464,6 +502,11 @@ class Orchestrator:
             # Never deliver (or, when streamed, never record as delivered) unverifiable audio.
             if block:
                 self._record_failure(plan, WatermarkError("watermark verification failed"))
+                if self._shortfall(0, sr) and plan.text.normalized.count(" ") < 2:
+                    raise InvalidInput(
+                        "the output is too short to carry a verifiable watermark; nothing was "
+                        "delivered (send a few more words)"
+                    )
                 raise WatermarkError(
                     "the watermark could not be verified in the output; nothing was delivered"
                 )

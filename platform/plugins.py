@@ -16,6 +16,7 @@ from importlib.metadata import entry_points, version
 from typing import Any
 
 import pluggy
+
 from voiceseal import hookspecs
 
 log = logging.getLogger(__name__)

@@ -50,8 +50,15 @@ def build_runtime(
     *,
     extra_plugins: list[Any] | None = None,
     load_entry_points: bool = True,
+    components: Components | None = None,
 ) -> Runtime:
+    """Build a runtime. ``components`` shares already-loaded models between runtimes of one
+    process (several apps, or a test session); their watermark key must be the settings' key."""
     settings = settings or Settings()
+    if components is not None:
+        if components.context.watermark_key != settings.watermark_key_bytes:
+            raise ValueError("shared components were built with a different watermark key")
+        return Runtime(settings, components.pm, components)
     pm = get_plugin_manager(load_entry_points=load_entry_points, extra=extra_plugins)
     ctx = ComponentContext(
         data_dir=settings.data_dir,

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+
 from voiceseal.registry.base import utcnow
 from voiceseal.registry.models import AuditEvent, AuditHead
 

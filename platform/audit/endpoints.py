@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Query, UploadFile
 from sqlalchemy import select
+
 from voiceseal.api.deps import AuditorDep, RuntimeDep, SessionDep
 from voiceseal.api.pagination import Page, PageParamsDep, paginate
 from voiceseal.audit import trace

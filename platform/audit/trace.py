@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+
 from voiceseal.audit import chain
 from voiceseal.generations import fingerprint as content_fp
 from voiceseal.kit import audio as audio_io

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Request, UploadFile
 from starlette.responses import Response
+
 from voiceseal.api.deps import AdminDep, AuditorDep, BlobsDep, RuntimeDep, SessionDep
 from voiceseal.api.idempotency import IdempotencyDep
 from voiceseal.api.problems import render

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+
 from voiceseal.consents.service import effective_status
 from voiceseal.registry.models import Consent, ConsentEvent
 

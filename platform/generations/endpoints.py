@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from fastapi import APIRouter
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.responses import Response, StreamingResponse
+
 from voiceseal.api import ratelimit
 from voiceseal.api.deps import AnyRoleDep, BlobsDep, RuntimeDep, SessionMakerDep, TenantDep
 from voiceseal.errors import InvalidInput, VoiceSealError

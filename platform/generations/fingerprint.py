@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 import numpy as np
 from scipy.ndimage import maximum_filter
+
 from voiceseal.kit.audio import Audio, resample
 
 SR = 8000

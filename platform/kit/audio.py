@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+
 from voiceseal.errors import InvalidAudio, PayloadTooLarge, Unavailable
 
 Audio = npt.NDArray[np.float32]

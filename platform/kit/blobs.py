@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy.orm import Session
+
 from voiceseal.kit.blobstore import LocalBlobStore
 from voiceseal.registry.models import Blob
 

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+
 from voiceseal.errors import InvalidAudio
 from voiceseal.kit.audio import Audio
 

@@ -19,7 +19,12 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
+from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+
 from voiceseal.registry.base import Base, TimestampedMixin, id_column, utcnow
 
 ROLES = ("admin", "tenant", "auditor")
@@ -182,12 +187,50 @@ class ProtectedVoice(TimestampedMixin, Base):
     created_by_key_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id"))
 
 
+class Counter(Base):
+    """A named counter. Taking a value locks the row until commit, so values are handed out in
+    commit order with no gaps: a reader that sees value n has seen every committed value below n.
+    """
+
+    __tablename__ = "counters"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
+
+
+def next_counter_value(connection: Connection, name: str) -> int:
+    """Increment counter ``name`` (creating it at 1) in the caller's transaction; its new value."""
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        upsert: Any = pg_insert(Counter)
+    elif dialect == "sqlite":
+        upsert = sqlite_insert(Counter)
+    else:
+        raise ValueError(f"counters need PostgreSQL or SQLite, not {dialect}")
+    stmt = (
+        upsert.values(name=name, value=1)
+        .on_conflict_do_update(index_elements=[Counter.name], set_={"value": Counter.value + 1})
+        .returning(Counter.value)
+    )
+    return int(connection.execute(stmt).scalar_one())
+
+
+#: Counter behind ``VoiceEmbedding.seq``.
+EMBEDDING_SEQ = "voice_embeddings.seq"
+
+
+def _next_embedding_seq(context: DefaultExecutionContext) -> int:
+    return next_counter_value(context.connection, EMBEDDING_SEQ)
+
+
 class VoiceEmbedding(TimestampedMixin, Base):
     """A speaker vector: per sample, per voice (centroid = the fingerprint) or for a protected voice."""
 
     __tablename__ = "voice_embeddings"
 
     id: Mapped[str] = id_column("emb")
+    #: Commit-ordered, gap-free insertion number: speaker-search caches catch up with ``seq > n``.
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True, default=_next_embedding_seq)
     kind: Mapped[str] = mapped_column(String(20))
     voice_id: Mapped[str | None] = mapped_column(ForeignKey("voices.id"), index=True)
     sample_id: Mapped[str | None] = mapped_column(ForeignKey("voice_samples.id"), index=True)
@@ -202,7 +245,7 @@ class VoiceEmbedding(TimestampedMixin, Base):
 
     __table_args__ = (
         CheckConstraint("kind IN ('sample','centroid','protected')", name="kind"),
-        Index("ix_voice_embeddings_kind_encoder", "kind", "encoder"),
+        Index("ix_voice_embeddings_kind_encoder_seq", "kind", "encoder", "seq"),
     )
 
 

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, UploadFile
 from sqlalchemy import select
 from starlette.responses import Response
+
 from voiceseal.api.deps import AdminDep, AnyRoleDep, BlobsDep, RuntimeDep, SessionDep
 from voiceseal.api.idempotency import IdempotencyDep
 from voiceseal.api.pagination import Page, PageParamsDep, paginate

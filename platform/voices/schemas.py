@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel
+
 from voiceseal.registry.models import ProtectedVoice, Voice
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+
 from voiceseal.audit import chain
 from voiceseal.consents import service as consents
 from voiceseal.contracts import ReferenceClip, VoiceAssets

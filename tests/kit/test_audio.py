@@ -57,7 +57,7 @@ class TestDecode:
             audio.decode(wav_bytes(tone(2.0), 16000), max_seconds=1)
 
     def test_too_short(self) -> None:
-        with pytest.raises(InvalidAudio, match="at least 3.0 s"):
+        with pytest.raises(InvalidAudio, match=r"at least 3\.0 s"):
             audio.decode(wav_bytes(tone(1.0), 16000), max_seconds=10, min_seconds=3)
 
     def test_too_many_bytes(self) -> None:
