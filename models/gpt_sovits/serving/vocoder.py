@@ -1,0 +1,236 @@
+"""Batched SoVITS decoding of finished (or streamed) token sequences.
+
+One padded `SynthesizerTrn.decode` call for many requests: the synthesizer masks each item by
+its own code and text lengths, so every item decodes as it would alone (up to the noise draw,
+which a padded batch takes in one tensor).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from voiceseal_models.gpt_sovits.sovits import SynthesizerTrn
+
+
+@dataclass(frozen=True)
+class AudioJob:
+    """codes (n,) int64 semantic tokens, phones (m,) target phonemes, ge (1, gin, 1)."""
+
+    codes: Tensor
+    phones: Tensor
+    ge: Tensor
+
+
+def decode_batch(
+    model: SynthesizerTrn,
+    jobs: Sequence[AudioJob],
+    *,
+    noise_scale: float = 0.5,
+    generator: torch.Generator | None = None,
+    length_multiple: int = 25,
+) -> list[Tensor]:
+    """Decode every job in one call; returns each job's audio (samples,) float in [-1, 1].
+
+    Codes are padded (and masked) to a multiple of `length_multiple` tokens and phones to a
+    multiple of 8: convolution plans are chosen per input shape, and on an H100 the first
+    decode of an unseen shape took 250-420 ms against 32-42 ms for the same shape again
+    (bench/gpu.py --only shapes), so a server must not meet a new shape with every request.
+    """
+    if not jobs:
+        return []
+    if length_multiple < 1:
+        raise ValueError(f"length_multiple must be >= 1, got {length_multiple}")
+    for i, job in enumerate(jobs):
+        if job.codes.dim() != 1 or job.phones.dim() != 1 or job.codes.numel() == 0:
+            raise ValueError(
+                f"job {i}: codes and phones must be non-empty (T,) tensors, got "
+                f"{tuple(job.codes.shape)} and {tuple(job.phones.shape)}"
+            )
+    device = next(model.parameters()).device
+    n_codes = torch.tensor([j.codes.numel() for j in jobs])
+    n_phones = torch.tensor([j.phones.numel() for j in jobs])
+    codes = torch.zeros(
+        len(jobs), _round_up(int(n_codes.max()), length_multiple), dtype=torch.int64
+    )
+    phones = torch.zeros(
+        len(jobs),
+        _round_up(int(n_phones.max()), 8 if length_multiple > 1 else 1),
+        dtype=torch.int64,
+    )
+    for i, job in enumerate(jobs):
+        codes[i, : job.codes.numel()] = job.codes
+        phones[i, : job.phones.numel()] = job.phones
+    ge = torch.cat([j.ge.to(device) for j in jobs])
+    padded = bool((n_codes != codes.shape[1]).any() or (n_phones != phones.shape[1]).any())
+    result = model.decode_detailed(
+        codes.to(device),
+        phones.to(device),
+        ge=ge,
+        noise_scale=noise_scale,
+        generator=generator,
+        code_lengths=n_codes.to(device) if padded else None,
+        text_lengths=n_phones.to(device) if padded else None,
+    )
+    lengths = result.audio_lengths.tolist()
+    return [result.audio[i, 0, : lengths[i]] for i in range(len(jobs))]
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+class VocoderWorker:
+    """Decodes submitted jobs on a background thread, batching whatever waits (up to
+    `max_batch`), on its own CUDA stream so that it overlaps the text-to-semantic steps.
+
+    `submit` returns a future of the job's audio (samples,) float32 on the CPU.
+    """
+
+    def __init__(
+        self, model: SynthesizerTrn, *, max_batch: int = 32, noise_scale: float = 0.5
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        self.model, self.max_batch, self.noise_scale = model, max_batch, noise_scale
+        device = next(model.parameters()).device
+        self._stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        self._jobs: list[tuple[AudioJob, Future[Tensor]]] = []
+        self._wake = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._serve, name="sovits-worker", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: AudioJob) -> Future[Tensor]:
+        future: Future[Tensor] = Future()
+        with self._wake:
+            if self._closed:
+                raise RuntimeError("the vocoder worker is closed")
+            self._jobs.append((job, future))
+            self._wake.notify()
+        return future
+
+    def close(self) -> None:
+        """Finish the queued jobs, then stop the thread."""
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        self._thread.join()
+
+    def _serve(self) -> None:
+        while True:
+            with self._wake:
+                while not self._jobs and not self._closed:
+                    self._wake.wait()
+                if not self._jobs:
+                    return
+                batch, self._jobs = self._jobs[: self.max_batch], self._jobs[self.max_batch :]
+            try:
+                with torch.inference_mode(), torch.cuda.stream(self._stream):
+                    audio = decode_batch(
+                        self.model, [job for job, _ in batch], noise_scale=self.noise_scale
+                    )
+                    host = [a.float().cpu() for a in audio]  # synchronises this stream
+            except Exception as exc:  # a failed batch fails its jobs, not the worker
+                for _, future in batch:
+                    future.set_exception(exc)
+                continue
+            for (_, future), samples in zip(batch, host, strict=True):
+                future.set_result(samples)
+
+
+class GraphedChunkDecoder:
+    """SoVITS decode of one stream chunk replayed from a CUDA graph (time to first audio).
+
+    A small decode is bound by kernel launches, not by the GPU: `decode` of 10 tokens costs
+    tens of milliseconds of host time. This captures the same path as
+    `SynthesizerTrn.decode_detailed` (speed 1, one item, `ge` given) once per (tokens,
+    phone bucket) shape, phones right-padded and masked, and replays it.
+
+    Args:
+        model: a CUDA `SynthesizerTrn`.
+        tokens: codes per chunk (the scheduler's `first_chunk_tokens`).
+        phone_buckets: padded phone lengths to capture (a chunk's phones must fit the last).
+        noise_scale: as in `decode` (the draw comes from the default CUDA generator).
+    """
+
+    def __init__(
+        self,
+        model: SynthesizerTrn,
+        tokens: int,
+        phone_buckets: Sequence[int] = (32, 64, 128, 256),
+        noise_scale: float = 0.5,
+    ) -> None:
+        device = next(model.parameters()).device
+        if device.type != "cuda":
+            raise ValueError(f"CUDA graphs need a CUDA model, got one on {device}")
+        if tokens < 1 or not phone_buckets or min(phone_buckets) < 1:
+            raise ValueError(
+                f"need tokens >= 1 and positive phone buckets, got {tokens}, {phone_buckets}"
+            )
+        self.model, self.tokens, self.noise_scale = model, tokens, noise_scale
+        self.buckets = tuple(sorted(phone_buckets))
+        gin = model.config.gin_channels
+        dtype = model.enc_p.proj.weight.dtype  # the decoder's compute dtype
+        self.codes = torch.zeros(1, 1, tokens, dtype=torch.int64, device=device)
+        self.ge = torch.zeros(1, gin, 1, dtype=dtype, device=device)
+        self.phones = torch.zeros(1, self.buckets[-1], dtype=torch.int64, device=device)
+        self.phone_len = torch.ones(1, dtype=torch.int64, device=device)
+        self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, Tensor]] = {}
+        memory = torch.cuda.graph_pool_handle()
+        with torch.inference_mode():
+            for bucket in self.buckets:
+                side = torch.cuda.Stream(device)
+                side.wait_stream(torch.cuda.current_stream(device))
+                with torch.cuda.stream(side):
+                    self._forward(bucket)
+                torch.cuda.current_stream(device).wait_stream(side)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph, pool=memory):
+                    out = self._forward(bucket)
+                self.graphs[bucket] = (graph, out)
+
+    def _forward(self, bucket: int) -> Tensor:
+        model = self.model
+        ge = self.ge
+        ge_text = (
+            ge if model.ge_to512 is None else model.ge_to512(ge.transpose(1, 2)).transpose(1, 2)
+        )
+        quantized = model.quantizer.decode(self.codes).to(ge.dtype)
+        upsampling = model.config.latent_upsampling
+        if upsampling > 1:
+            quantized = quantized.repeat_interleave(upsampling, dim=-1)
+        frames = torch.full((1,), quantized.size(-1), dtype=torch.int64, device=quantized.device)
+        _, m_p, logs_p, y_mask = model.enc_p(
+            quantized, frames, self.phones[:, :bucket], self.phone_len, ge_text, 1.0
+        )
+        z_p = m_p + torch.randn_like(m_p) * torch.exp(logs_p) * self.noise_scale
+        z = model.flow.inverse(z_p, y_mask, ge)
+        return model.dec(z * y_mask, ge, None)[0, 0]
+
+    @torch.inference_mode()
+    def __call__(self, codes: Tensor, phones: Tensor, ge: Tensor) -> Tensor:
+        """codes (tokens,), phones (m,), ge (1, gin, 1) -> audio (samples,) on the device;
+        the buffer is reused by the next call."""
+        if codes.shape != (self.tokens,):
+            raise ValueError(
+                f"this decoder was captured for ({self.tokens},) codes, got {tuple(codes.shape)}"
+            )
+        bucket = next((b for b in self.buckets if b >= phones.numel()), None)
+        if bucket is None or phones.dim() != 1 or phones.numel() == 0:
+            raise ValueError(
+                f"phones must be (m,) with 1 <= m <= {self.buckets[-1]}, got {tuple(phones.shape)}"
+            )
+        self.codes[0, 0].copy_(codes)
+        self.phones.zero_()
+        self.phones[0, : phones.numel()].copy_(phones)
+        self.phone_len.fill_(phones.numel())
+        self.ge.copy_(ge)
+        graph, out = self.graphs[bucket]
+        graph.replay()
+        return out

@@ -1,0 +1,175 @@
+"""The serving path on a CUDA device: CUDA-graph replay equals the eager batched step, which
+equals `Text2Semantic.generate`. Opt-in: `pytest -m gpu` on a machine with a GPU.
+
+Tolerances: the tiny fixture model runs in float32 with TF32 off, so graph and eager paths
+launch the same kernels on the same data and must agree token for token; the fp16 full-width
+comparison allows the logit drift that bench/gpu.py reports (greedy tokens may differ after a
+near-tie, so only the first tokens are compared there)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from voiceseal_models.gpt_sovits.sampling import SamplingParams
+from voiceseal_models.gpt_sovits.serving import (
+    RequestCancelled,
+    Scheduler,
+    SchedulerConfig,
+    T2SRequest,
+)
+from voiceseal_models.gpt_sovits.serving.vocoder import AudioJob, GraphedChunkDecoder, decode_batch
+from voiceseal_models.gpt_sovits.sovits import SynthesizerTrn
+from voiceseal_models.gpt_sovits.t2s import T2SResult, Text2Semantic
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_tf32() -> Iterator[None]:
+    # Plain fp32 matmuls and convolutions, so that batched and solo runs compare tightly.
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+@pytest.fixture(scope="module")
+def inputs(fixtures_dir: Path) -> dict[str, Any]:
+    io: dict[str, Any] = torch.load(fixtures_dir / "t2s_tiny_io.pt", weights_only=True)
+    return io
+
+
+def _model(fixtures_dir: Path, dtype: torch.dtype = torch.float32) -> Text2Semantic:
+    return Text2Semantic.from_checkpoint(fixtures_dir / "t2s_tiny.ckpt", device="cuda", dtype=dtype)
+
+
+def _requests(inputs: dict[str, Any]) -> list[T2SRequest]:
+    io = inputs["inputs"]
+    a = (io["phones"], io["bert_feature"])
+    b = (io["phones_b"], io["bert_feature_b"])
+    prompt = io["prompt_semantic"]
+    return [
+        T2SRequest(*a, prompt, SamplingParams(top_k=1), max_steps=150),
+        T2SRequest(*b, prompt, SamplingParams(top_k=15), seed=3, max_steps=150),
+        T2SRequest(
+            *a, None, SamplingParams(top_k=15, top_p=0.8, temperature=0.7), seed=5, max_steps=150
+        ),
+        T2SRequest(
+            *b, prompt[:9], SamplingParams(top_k=5, repetition_penalty=1.0), seed=11, max_steps=150
+        ),
+        T2SRequest(*a, prompt, SamplingParams(top_k=30), seed=2, max_steps=90, ignore_eos=True),
+    ]
+
+
+def _serve(
+    model: Text2Semantic, config: SchedulerConfig, requests: list[T2SRequest]
+) -> list[T2SResult]:
+    scheduler = Scheduler(model, config)
+    scheduler.warm_up()
+    handles = []
+    for request in requests:  # one new request per step: admissions into a running batch
+        handles.append(scheduler.submit(request))
+        scheduler.step()
+    scheduler.run_until_idle()
+    return [h.result() for h in handles]
+
+
+CONFIG = SchedulerConfig(max_rows=8, capacity=256, span_buckets=(64, 128, 256))
+
+
+def test_graph_equals_eager(fixtures_dir: Path, inputs: dict[str, Any]) -> None:
+    model = _model(fixtures_dir)
+    graph = _serve(model, CONFIG, _requests(inputs))
+    eager = _serve(
+        model, SchedulerConfig(**{**CONFIG.__dict__, "cuda_graphs": False}), _requests(inputs)
+    )
+    for g, e in zip(graph, eager, strict=True):
+        assert torch.equal(g.y, e.y) and (g.idx, g.stop) == (e.idx, e.stop)
+    ref = inputs["greedy_single"]
+    assert torch.equal(graph[0].y, ref["y_returned"].long())
+
+
+def test_exact_rng_equals_generate_on_cuda(fixtures_dir: Path, inputs: dict[str, Any]) -> None:
+    model = _model(fixtures_dir)
+    requests = _requests(inputs)[:4]
+    served = _serve(model, SchedulerConfig(**{**CONFIG.__dict__, "exact_rng": True}), requests)
+    for request, got in zip(requests, served, strict=True):
+        p = request.sampling
+        expected = model.generate(
+            request.phones, request.bert, request.prompt, top_k=p.top_k, top_p=p.top_p,
+            temperature=p.temperature, repetition_penalty=p.repetition_penalty,
+            max_steps=request.max_steps, seed=request.seed,
+        )  # fmt: skip
+        assert torch.equal(got.y.cpu(), expected.y.cpu()) and got.idx == expected.idx
+
+
+def test_half_precision_graph_follows_eager(fixtures_dir: Path, inputs: dict[str, Any]) -> None:
+    model = _model(fixtures_dir, torch.float16)
+    request = _requests(inputs)[0]
+    (served,) = _serve(model, CONFIG, [request])
+    eager = model.generate(request.phones, request.bert, request.prompt, top_k=1, max_steps=150)
+    # fp16 rounding may flip a near-tie late in the sequence; the first tokens must agree.
+    n = 12
+    assert torch.equal(served.generated[:n].cpu(), eager.generated[:n].cpu())
+
+
+def test_cancel_under_graphs_frees_row(fixtures_dir: Path, inputs: dict[str, Any]) -> None:
+    model = _model(fixtures_dir)
+    scheduler = Scheduler(
+        model, SchedulerConfig(**{**CONFIG.__dict__, "max_rows": 1, "batch_buckets": None})
+    )
+    scheduler.warm_up()
+    requests = _requests(inputs)
+    running = scheduler.submit(requests[4])
+    waiting = scheduler.submit(requests[0])
+    for _ in range(3):
+        scheduler.step()
+    running.cancel()
+    scheduler.step()
+    # The freed row went to the waiting request in that same step (pipelined: its first
+    # token is read back during the next step).
+    assert waiting.steps_launched == 1 and scheduler.active == 1
+    scheduler.run_until_idle()
+    with pytest.raises(RequestCancelled):
+        running.result()
+    assert torch.equal(waiting.result().y, inputs["greedy_single"]["y_returned"].long())
+
+
+def test_sovits_batch_on_cuda(fixtures_dir: Path) -> None:
+    model = SynthesizerTrn.from_checkpoint(fixtures_dir / "s2_v2_tiny.pth", device="cuda")
+    gen = torch.Generator().manual_seed(0)
+    ge = torch.randn(3, model.config.gin_channels, 1, generator=gen)
+    jobs = [
+        AudioJob(
+            torch.randint(0, 1024, (n,), generator=gen),
+            torch.randint(1, 300, (n // 2 + 1,), generator=gen),
+            ge[i : i + 1],
+        )
+        for i, n in enumerate((30, 11, 24))
+    ]
+    batch = decode_batch(model, jobs, noise_scale=0.0)
+    for job, audio in zip(jobs, batch, strict=True):
+        (solo,) = decode_batch(model, [job], noise_scale=0.0)
+        torch.testing.assert_close(audio, solo, atol=1e-4, rtol=1e-3)
+
+
+def test_graphed_chunk_decoder_equals_decode(fixtures_dir: Path) -> None:
+    model = SynthesizerTrn.from_checkpoint(fixtures_dir / "s2_v2_tiny.pth", device="cuda")
+    chunk = GraphedChunkDecoder(model, tokens=10, phone_buckets=(8, 16), noise_scale=0.0)
+    gen = torch.Generator().manual_seed(3)
+    for n_phones in (5, 8, 13):
+        codes = torch.randint(0, 1024, (10,), generator=gen)
+        phones = torch.randint(1, 300, (n_phones,), generator=gen)
+        ge = torch.randn(1, model.config.gin_channels, 1, generator=gen).cuda()
+        expected = model.decode(codes, phones, ge=ge, noise_scale=0.0)[0, 0]
+        torch.testing.assert_close(chunk(codes, phones, ge), expected, atol=1e-4, rtol=1e-3)
+    with pytest.raises(ValueError, match=r"phones must be \(m,\) with 1 <= m <= 16"):
+        chunk(codes, torch.ones(17, dtype=torch.int64), ge)
