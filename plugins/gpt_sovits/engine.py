@@ -1,0 +1,373 @@
+"""The ``gpt-sovits`` engine: prepare a voice once, then synthesize sentence by sentence.
+
+Per request, nothing mutable is shared: the sampler and the decoder's prior noise draw from two
+``torch.Generator`` objects made from the request's seed, the GPT's KV cache is allocated per
+call, and the loaded networks are only read. Two requests for different voices (or the same one)
+can therefore run at the same time and each gets exactly what it would get alone.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, TypedDict
+
+import numpy as np
+import torch
+
+from voiceseal.contracts import (
+    AudioChunk,
+    Capabilities,
+    SynthesisOptions,
+    VoiceAssets,
+    VoiceHandle,
+)
+from voiceseal.errors import InvalidInput, VoiceSealError
+from voiceseal_models.gpt_sovits.checkpoint import SUPPORTED_SOVITS_VERSIONS, CheckpointError
+from voiceseal_models.gpt_sovits.sampling import SamplingParams
+from voiceseal_models.gpt_sovits.sovits import SynthesizerTrn
+from voiceseal_models.gpt_sovits.t2s import Text2Semantic
+from voiceseal_models.gpt_sovits.text import Language, split_sentences
+from voiceseal_models.gpt_sovits.text.sentences import CLAUSE_MARKS
+from voiceseal_plugins.gpt_sovits.features import FeatureModels, TextFeatures
+from voiceseal_plugins.gpt_sovits.model_files import FILE_ROLES, ModelPair, resolve_files, vet_pair
+from voiceseal_plugins.gpt_sovits.model_pool import ModelPool
+from voiceseal_plugins.gpt_sovits.plugin import NAME, engine_version
+from voiceseal_plugins.gpt_sovits.prompt import (
+    LANGUAGES,
+    REFERENCE_SECONDS,
+    VoicePrompt,
+    as_language,
+    build_prompt,
+    check_references,
+    persist,
+    reference_digest,
+)
+from voiceseal_plugins.gpt_sovits.settings import GPTSoVITSSettings, env_name
+from voiceseal_plugins.gpt_sovits.streaming import NoiseSource, Samples, StreamingDecoder
+
+SAMPLE_RATE: Final = 32000
+SPEED_RANGE: Final = (0.25, 4.0)
+PROMPT_CACHE_SIZE: Final = 64
+_DTYPES: Final = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# Decorrelates the decoder's noise stream from the sampler's, both made from one request seed.
+_NOISE_SEED_SALT: Final = 0x5DEECE66D
+_SEED_MASK: Final = (1 << 64) - 1
+
+
+@dataclass(frozen=True)
+class VoiceState:
+    """What a prepared voice holds: its vetted files and its prompt (the handle's ``state``)."""
+
+    pair: ModelPair
+    prompt: VoicePrompt
+
+
+class _Decoding(TypedDict):
+    """Keyword arguments shared by ``Text2Semantic.generate`` and ``iter_tokens``."""
+
+    top_k: int
+    top_p: float
+    temperature: float
+    repetition_penalty: float
+    early_stop_num: int
+    max_steps: int
+    generator: torch.Generator
+
+
+@dataclass(frozen=True)
+class _Request:
+    """Validated per-request settings."""
+
+    language: Language
+    sampling: SamplingParams
+    speed: float
+    noise_scale: float
+    stream: bool
+    seed: int
+
+
+class GPTSoVITSEngine:
+    """Engine ``gpt-sovits`` (see the package docstring)."""
+
+    name = NAME
+    capabilities = Capabilities(
+        languages=LANGUAGES,
+        sample_rates=(SAMPLE_RATE,),
+        streaming=True,
+        device="any",
+        extra={
+            "reference_seconds": REFERENCE_SECONDS,
+            "model_versions": SUPPORTED_SOVITS_VERSIONS,
+            "engine_options": FILE_ROLES,
+            "model_files": ("gpt", "sovits"),
+            "reference_free": True,
+            "request_options": ("stream", "noise_scale"),
+        },
+    )
+
+    def __init__(self, settings: GPTSoVITSSettings, device: str = "cpu") -> None:
+        self.settings = settings
+        self.version = engine_version()
+        self.device = torch.device(settings.device or device)
+        self.dtype = _DTYPES[settings.dtype]
+        self.features = FeatureModels(settings, self.device)
+        self.models: ModelPool[Text2Semantic | SynthesizerTrn] = ModelPool(
+            settings.max_loaded_models
+        )
+        self._prompts: OrderedDict[str, VoicePrompt] = OrderedDict()
+        self._prompts_lock = threading.Lock()
+        #: How many prompts were computed (not found in the cache); for tests and metrics.
+        self.prompt_builds = 0
+
+    # -- models ------------------------------------------------------------------------------
+
+    def gpt(self, pair: ModelPair) -> Text2Semantic:
+        model = self.models.get(pair.gpt_sha256, lambda: self._load_gpt(pair))
+        if not isinstance(model, Text2Semantic):
+            raise InvalidInput("the file given as GPT is loaded as a SoVITS model by another voice")
+        return model
+
+    def sovits(self, pair: ModelPair) -> SynthesizerTrn:
+        model = self.models.get(pair.sovits_sha256, lambda: self._load_sovits(pair))
+        if not isinstance(model, SynthesizerTrn):
+            raise InvalidInput("the file given as SoVITS is loaded as a GPT model by another voice")
+        return model
+
+    # Headers were vetted before loading; what fails here is a truncated or inconsistent tensor
+    # section, reported like any other refused file.
+
+    def _load_gpt(self, pair: ModelPair) -> Text2Semantic:
+        try:
+            return Text2Semantic.from_checkpoint(pair.gpt, device=self.device, dtype=self.dtype)
+        except (CheckpointError, ValueError, RuntimeError) as exc:
+            raise InvalidInput(f"the GPT file cannot be loaded: {exc}") from None
+
+    def _load_sovits(self, pair: ModelPair) -> SynthesizerTrn:
+        try:
+            return SynthesizerTrn.from_checkpoint(pair.sovits, device=self.device, dtype=self.dtype)
+        except (CheckpointError, ValueError, RuntimeError) as exc:
+            raise InvalidInput(f"the SoVITS file cannot be loaded: {exc}") from None
+
+    # -- voices ------------------------------------------------------------------------------
+
+    def prepare_voice(self, assets: VoiceAssets) -> VoiceHandle:
+        unknown = sorted(set(assets.options) - set(FILE_ROLES))
+        if unknown:
+            raise InvalidInput(
+                f"unknown gpt-sovits engine_options {unknown}; accepted: {', '.join(FILE_ROLES)}"
+            )
+        check_references(assets.references)
+        pair = vet_pair(resolve_files(assets.model_files, assets.options, self.settings.model_dir))
+        if pair.is_pro and self.settings.sv_model is None:
+            raise InvalidInput(
+                f"the SoVITS file is a {pair.sovits_version} model, which needs the ERes2NetV2 "
+                f"speaker model; set {env_name('sv_model')} to pretrained_eres2netv2w24s4ep4.ckpt"
+            )
+        sovits = self.sovits(pair)
+        self.gpt(pair)  # a full load now, so a broken tensor section fails the registration
+        digest = reference_digest(assets.references, pair)
+        with self._prompts_lock:
+            prompt = self._prompts.get(digest)
+            if prompt is not None:
+                self._prompts.move_to_end(digest)
+        if prompt is None:
+            prompt = build_prompt(assets.references, pair, sovits, self.features, assets.cached)
+            with self._prompts_lock:
+                self.prompt_builds += 1
+                self._prompts[digest] = prompt
+                while len(self._prompts) > PROMPT_CACHE_SIZE:
+                    self._prompts.popitem(last=False)
+        return VoiceHandle(assets.voice_id, NAME, VoiceState(pair, prompt), persist(prompt, pair))
+
+    # -- synthesis ---------------------------------------------------------------------------
+
+    def _request(self, options: SynthesisOptions) -> _Request:
+        language = as_language(options.language, "language")
+        try:
+            sampling = SamplingParams(
+                options.top_k, options.top_p, options.temperature, options.repetition_penalty
+            )
+        except ValueError as exc:
+            raise InvalidInput(f"sampling options refused: {exc}") from None
+        lo, hi = SPEED_RANGE
+        if not lo <= options.speed <= hi:
+            raise InvalidInput(f"speed must be between {lo} and {hi}, got {options.speed}")
+        extra: Mapping[str, Any] = options.extra
+        noise_scale = extra.get("noise_scale", self.settings.noise_scale)
+        if not isinstance(noise_scale, int | float) or not 0.0 <= float(noise_scale) <= 2.0:
+            raise InvalidInput(f"noise_scale must be a number in [0, 2], got {noise_scale!r}")
+        return _Request(
+            language,
+            sampling,
+            float(options.speed),
+            float(noise_scale),
+            bool(extra.get("stream", False)),
+            int(options.seed) & _SEED_MASK,
+        )
+
+    def segments(self, text: str, language: Language) -> list[TextFeatures]:
+        """The text cut into synthesis segments (official cut method; long pieces split at
+        clause marks or spaces, never truncated), each with its phones and BERT features.
+        Raises ``InvalidInput``."""
+        if not text or not text.strip():
+            raise InvalidInput("text is empty")
+        s = self.settings
+        pieces = [
+            segment
+            for part in wrap_text(text.strip(), s.max_segment_chars - 1)
+            for segment in split_sentences(part, language, s.split_method, s.max_segment_chars)
+        ]
+        if not pieces:
+            raise InvalidInput(f"nothing to speak in {text!r} (only punctuation or spaces)")
+        return [self.features.text(piece, language) for piece in pieces]
+
+    def synthesize(
+        self, text: str, voice: VoiceHandle, options: SynthesisOptions
+    ) -> Iterator[AudioChunk]:
+        state = voice.state
+        if not isinstance(state, VoiceState):
+            raise InvalidInput(f"voice {voice.voice_id} was not prepared by the {NAME} engine")
+        req = self._request(options)
+        # Everything that can refuse the text runs before the first sample is produced.
+        segments = self.segments(text, req.language)
+        t2s, sovits = self.gpt(state.pair), self.sovits(state.pair)
+        sampler = torch.Generator(device=self.device)
+        sampler.manual_seed(req.seed)
+        noise = torch.Generator(device=self.device)
+        noise.manual_seed(req.seed ^ _NOISE_SEED_SALT)
+        gap = np.zeros(round(self.settings.fragment_interval_s * SAMPLE_RATE), np.float32)
+        last = len(segments) - 1
+        for index, segment in enumerate(segments):
+            pieces = self._segment(t2s, sovits, state.prompt, segment, req, sampler, noise)
+            for samples, is_last_piece in _lookahead(pieces):
+                final = is_last_piece and index == last
+                yield AudioChunk(_limit(samples), SAMPLE_RATE, final=final, segment=index)
+            if index < last and gap.size:
+                yield AudioChunk(gap, SAMPLE_RATE, segment=index)
+
+    def _segment(
+        self,
+        t2s: Text2Semantic,
+        sovits: SynthesizerTrn,
+        prompt: VoicePrompt,
+        segment: TextFeatures,
+        req: _Request,
+        sampler: torch.Generator,
+        noise_generator: torch.Generator,
+    ) -> Iterator[Samples]:
+        phones = torch.tensor(prompt.phone_ids + segment.phone_ids, dtype=torch.int64)
+        bert = torch.cat([prompt.bert, segment.bert], dim=1)
+        target = torch.tensor(segment.phone_ids, dtype=torch.int64, device=self.device)
+        noise = NoiseSource(sovits.config.inter_channels, noise_generator, self.device, self.dtype)
+        # The window decoder reads the same list the streaming decoder appends to.
+        tokens: list[int] = []
+
+        def window(start: int, end: int) -> Samples:
+            return _decode(sovits, tokens[start:end], start, target, prompt, noise, req)
+
+        decoding: _Decoding = {
+            "top_k": req.sampling.top_k,
+            "top_p": req.sampling.top_p,
+            "temperature": req.sampling.temperature,
+            "repetition_penalty": req.sampling.repetition_penalty,
+            "early_stop_num": t2s.default_early_stop_num,
+            "max_steps": self.settings.max_tokens,
+            "generator": sampler,
+        }
+        try:
+            if not req.stream:
+                # The official hand-over `y[-idx:]`: after a stop at the step cap (a runaway
+                # 60 s segment) it drops the first token, which a stream has already sent; on
+                # the normal EOS stop both paths decode the same tokens.
+                result = t2s.generate(phones, bert, prompt.semantic, **decoding)
+                tokens.extend(result.tokens.tolist())
+                yield window(0, len(tokens))
+                return
+            s = self.settings
+            decoder = StreamingDecoder(
+                window,
+                s.stream_chunk_tokens,
+                s.stream_context_tokens,
+                s.stream_crossfade_tokens,
+                tokens=tokens,
+            )
+            for token in t2s.iter_tokens(phones, bert, prompt.semantic, **decoding):
+                audio = decoder.push(token)
+                if audio is not None and audio.size:
+                    yield audio
+            yield decoder.finish()
+        except VoiceSealError:
+            raise
+        except ValueError as exc:  # shapes or ids the networks refuse: a bug or a bad voice
+            raise InvalidInput(f"{NAME} could not synthesize this segment: {exc}") from None
+
+
+def wrap_text(text: str, limit: int) -> list[str]:
+    """Pieces of at most ``limit`` characters, cut after the last clause mark in reach, else at
+    the last space, else (unspaced scripts, very long words) hard. Nothing is dropped.
+
+    The official splitter cuts over-long pieces at a fixed width, which can split a word; this
+    runs first so that the splitter only ever sees pieces that fit.
+    """
+    pieces: list[str] = []
+    while len(text) > limit:
+        window = text[: limit + 1]
+        cut = max(window.rfind(mark) for mark in CLAUSE_MARKS) + 1
+        if cut <= limit // 3:
+            cut = window.rfind(" ")
+        if cut <= limit // 3:
+            cut = limit
+        pieces.append(text[:cut].strip())
+        text = text[cut:].strip()
+    if text:
+        pieces.append(text)
+    return [p for p in pieces if p]
+
+
+def _latent_frames(sovits: SynthesizerTrn, tokens: int, speed: float) -> tuple[int, float]:
+    """Frames the prior has for ``tokens`` semantic tokens, and latent frames per token."""
+    per_token = sovits.config.latent_upsampling
+    frames = per_token * tokens
+    if speed != 1:
+        frames = int(frames / speed) + 1
+    return frames, per_token / speed
+
+
+def _decode(
+    sovits: SynthesizerTrn,
+    tokens: list[int],
+    start: int,
+    phones: torch.Tensor,
+    prompt: VoicePrompt,
+    noise: NoiseSource,
+    req: _Request,
+) -> Samples:
+    """Audio of ``tokens`` (which start at token ``start`` of the segment)."""
+    codes = torch.tensor(tokens, dtype=torch.int64)[None]
+    frames, per_token = _latent_frames(sovits, len(tokens), req.speed)
+    draw = noise.frames(round(start * per_token), frames) if req.noise_scale > 0 else None
+    audio = sovits.decode(
+        codes, phones, ge=prompt.ge, noise=draw, noise_scale=req.noise_scale, speed=req.speed
+    )
+    return np.ascontiguousarray(audio[0, 0].float().cpu().numpy(), dtype=np.float32)
+
+
+def _limit(samples: Samples) -> Samples:
+    # The official code divides a whole output by its peak when it exceeds 1; a stream cannot
+    # know its peak in advance, so both paths clip (real models stay well inside), and the
+    # core's loudness normaliser and peak limiter set the final level.
+    return np.clip(samples, -1.0, 1.0).astype(np.float32, copy=False)
+
+
+def _lookahead(items: Iterator[Samples]) -> Iterator[tuple[Samples, bool]]:
+    """Each item with a flag telling whether it is the last one."""
+    previous: Samples | None = None
+    for item in items:
+        if previous is not None:
+            yield previous, False
+        previous = item
+    if previous is not None:
+        yield previous, True

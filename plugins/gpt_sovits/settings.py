@@ -1,0 +1,80 @@
+"""Configuration of the ``gpt-sovits`` engine, read from ``VOICESEAL_GPT_SOVITS_*`` variables.
+
+Every folder is admin-provided and local: nothing is ever downloaded.
+
+- ``MODEL_DIR``: folder of GPT (``.ckpt``) and SoVITS (``.pth``) files that voices may name in
+  their ``engine_options`` instead of uploading them;
+- ``HUBERT_DIR``: ``chinese-hubert-base`` in Hugging Face format (reference semantic tokens;
+  needed for every voice with a reference transcript);
+- ``BERT_DIR``: ``chinese-roberta-wwm-ext-large`` (Mandarin text and Mandarin transcripts);
+- ``SV_MODEL``: ``pretrained_eres2netv2w24s4ep4.ckpt`` (v2Pro/v2ProPlus speaker embedding);
+- ``DEVICE``: ``cpu``, ``cuda`` or ``cuda:N`` (default: the platform's device);
+- ``MAX_LOADED_MODELS``: loaded weight files kept in memory (GPT and SoVITS files count apart).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from voiceseal_models.gpt_sovits.text.sentences import SplitMethod
+
+ENV_PREFIX = "VOICESEAL_GPT_SOVITS_"
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field`` (for error messages)."""
+    return ENV_PREFIX + field.upper()
+
+
+class GPTSoVITSSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    model_dir: Path | None = None
+    hubert_dir: Path | None = None
+    bert_dir: Path | None = None
+    sv_model: Path | None = None
+    #: Empty: use the platform's device (``VOICESEAL_DEVICE``).
+    device: str = ""
+    #: float16/bfloat16 only make sense on a GPU; the semantic-token path stays float32 anyway.
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    #: Each voice needs two (its GPT and its SoVITS file); shared files count once.
+    max_loaded_models: int = Field(default=8, ge=2)
+
+    #: The official per-segment cap (1500 tokens = 60 s of speech at 25 tokens/s).
+    max_tokens: int = Field(default=1500, ge=16, le=1500)
+    #: Sentences are cut with this official method (``cut1``: every 4 clauses, as ``TTS.run``)
+    #: and pieces longer than ``max_segment_chars`` are split further; nothing is dropped.
+    split_method: SplitMethod = "cut1"
+    max_segment_chars: int = Field(default=510, ge=16, le=510)
+    #: Silence between the segments of one sentence (the official ``fragment_interval``).
+    fragment_interval_s: float = Field(default=0.3, ge=0.0, le=2.0)
+    #: Prior noise scale of the SoVITS decoder (official 0.5).
+    noise_scale: float = Field(default=0.5, ge=0.0, le=2.0)
+
+    #: Streaming: decode every ``stream_chunk_tokens`` new tokens (40 ms each), re-decoding
+    #: ``stream_context_tokens`` of already-sent tokens for left context and cross-fading the
+    #: last ``stream_crossfade_tokens`` of each chunk with the next decode. Measured on the
+    #: fixture models, the gap to a one-piece decode comes mostly from tokens not generated yet
+    #: (see tests): a longer cross-fade helps more than a longer left context, which costs a
+    #: re-decode of its tokens in every window (16 + 4 + 8 tokens decoded per 16 new ones).
+    stream_chunk_tokens: int = Field(default=16, ge=2, le=500)
+    stream_context_tokens: int = Field(default=8, ge=0, le=500)
+    stream_crossfade_tokens: int = Field(default=4, ge=1, le=50)
+
+    @field_validator("model_dir", "hubert_dir", "bert_dir", "sv_model", mode="after")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    @model_validator(mode="after")
+    def _fade_fits(self) -> GPTSoVITSSettings:
+        if self.stream_crossfade_tokens >= self.stream_chunk_tokens:
+            raise ValueError(
+                f"{env_name('stream_crossfade_tokens')} ({self.stream_crossfade_tokens}) must be "
+                f"smaller than {env_name('stream_chunk_tokens')} ({self.stream_chunk_tokens})"
+            )
+        return self
