@@ -22,7 +22,7 @@ from voiceseal.consents.statement import (
     new_nonce,
     nonce_hash,
 )
-from voiceseal.errors import Conflict, InvalidInput, NotFound, VoiceSealError
+from voiceseal.errors import Conflict, InvalidAudio, InvalidInput, NotFound, VoiceSealError
 from voiceseal.kit import audio as audio_io
 from voiceseal.kit import quality
 from voiceseal.kit.blobs import store
@@ -341,11 +341,22 @@ def _best_reading(
     (cut at the reader's pauses) recovers them. Both transcripts are kept with the consent.
     """
     nonce = _nonce_from_statement(statement)
-    whole = transcriber.transcribe(audio, sr, language).text
+    import numpy as np
+
+    # Half a second of trailing silence: small recognisers drop a last sentence that runs to the
+    # very end of the clip.
+    padded = np.concatenate([audio, np.zeros(int(0.5 * sr), dtype=audio.dtype)])
+    whole = transcriber.transcribe(padded, sr, language).text
     best = match(statement, nonce, whole)
     passes = [whole]
     if not (best.nonce_found and best.statement_ratio >= MIN_STATEMENT_RATIO):
-        joined = " ".join(transcriber.transcribe(p, sr, language).text for p in _phrases(audio, sr))
+        heard = []
+        for piece in _phrases(audio, sr):
+            try:
+                heard.append(transcriber.transcribe(piece, sr, language).text)
+            except InvalidAudio:
+                continue  # a silent pause between phrases says nothing
+        joined = " ".join(heard)
         passes.append(joined)
         second = match(statement, nonce, joined)
         if (second.nonce_found, second.statement_ratio) > (best.nonce_found, best.statement_ratio):

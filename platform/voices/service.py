@@ -6,6 +6,7 @@ Every check runs before anything is written: a refused registration leaves no ro
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,36 +135,37 @@ def register(
                 voice_id=clash[0].voice_id,
             )
 
-    # Engine preparation before any write: a failing engine leaves nothing behind.
-    stored_files = dict(model_files or {})
-    file_paths: dict[str, Path] = {}
-    file_shas: dict[str, str] = {}
-    for key, data in stored_files.items():
-        file_shas[key] = hashlib.sha256(data).hexdigest()
+    # The engine vets and prepares the voice from temporary copies of its model files; only
+    # when it accepts them do the files enter the blob store (a refused pair leaves no blob).
     references = tuple(
         ReferenceClip(
             c.decoded.audio, c.decoded.sample_rate, c.upload.transcript, c.upload.language
         )
         for c in checked
     )
-    # Files are written to the blob store only now that every check passed.
-    for key, data in stored_files.items():
-        sha = store(session, blobs, data)
-        file_paths[key] = blobs.path(sha)
-    voice = Voice(
-        name=name.strip(),
-        speaker_id=consent.speaker_id,
-        engine=eng.name,
-        languages=sorted({c.upload.language for c in checked}),
-        engine_options=dict(engine_options or {}),
-        model_files=file_shas,
-        created_by_key_id=actor_key_id,
-    )
-    session.add(voice)
-    session.flush()
-    handle = eng.prepare_voice(
-        VoiceAssets(voice.id, references, file_paths, dict(engine_options or {}))
-    )
+    file_shas = {k: hashlib.sha256(v).hexdigest() for k, v in (model_files or {}).items()}
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=settings.data_dir, prefix=".incoming-models-") as tmp:
+        staged: dict[str, Path] = {}
+        for key, data in (model_files or {}).items():
+            staged[key] = Path(tmp) / f"{key}-{file_shas[key][:16]}"
+            staged[key].write_bytes(data)
+        voice = Voice(
+            name=name.strip(),
+            speaker_id=consent.speaker_id,
+            engine=eng.name,
+            languages=sorted({c.upload.language for c in checked}),
+            engine_options=dict(engine_options or {}),
+            model_files=file_shas,
+            created_by_key_id=actor_key_id,
+        )
+        session.add(voice)
+        session.flush()
+        handle = eng.prepare_voice(
+            VoiceAssets(voice.id, references, staged, dict(engine_options or {}))
+        )
+    for data in (model_files or {}).values():
+        store(session, blobs, data)
     voice.engine_state = handle.persist
     for c in checked:
         sha = store(session, blobs, c.upload.data, "audio/" + c.decoded.container)
