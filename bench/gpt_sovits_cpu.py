@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from voiceseal_models.gpt_sovits.t2s import T2SConfig, Text2Semantic, Text2SemanticDecoder
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "gpt_sovits"

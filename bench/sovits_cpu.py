@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from voiceseal_models.gpt_sovits.sovits import SoVITSConfig, SynthesizerTrn
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "gpt_sovits"

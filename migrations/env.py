@@ -6,6 +6,7 @@ from logging.config import fileConfig
 
 from alembic import context
 from sqlalchemy import create_engine, pool
+
 from voiceseal.registry.models import Base
 from voiceseal.settings import Settings
 

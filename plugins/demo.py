@@ -28,6 +28,7 @@ import typer
 from voiceseal import hookimpl
 
 SAMPLE_SPEAKER = "alto"
+SPEAKER_NAME = "Alex Sample"
 SENTENCES = (
     "Welcome to VoiceSeal. Every clip we make carries a watermark that leads back to its request.",
     "This second sentence is streamed, and it is watermarked chunk by chunk as it is produced.",
@@ -53,12 +54,14 @@ def _fail(msg: str) -> int:
 def run_demo(out_dir: Path | None = None) -> dict[str, Any]:
     """Run the demo against the configured data folder; returns what it printed, as data."""
     from fastapi.testclient import TestClient
+    from sqlalchemy import select
 
     from voiceseal.api.app import create_app
     from voiceseal.keys import service as keys_service
     from voiceseal.kit import audio as audio_io
     from voiceseal.kit.db import make_engine, make_sessionmaker, transaction
     from voiceseal.kit.migrate import upgrade
+    from voiceseal.registry.models import Speaker
     from voiceseal.settings import Settings
     from voiceseal_plugins.reference_engine import samples
 
@@ -70,6 +73,9 @@ def run_demo(out_dir: Path | None = None) -> dict[str, Any]:
     upgrade(settings.resolved_database_url)
     engine = make_engine(settings.resolved_database_url)
     with transaction(make_sessionmaker(engine)) as session:
+        # A second run in the same data folder is the same person giving consent again (a new
+        # consent version), not a new speaker whose voice would clash with the first one.
+        speaker_id = session.scalar(select(Speaker.id).where(Speaker.name == SPEAKER_NAME).limit(1))
         _, admin_secret = keys_service.create(
             session,
             pepper=settings.key_pepper_bytes,
@@ -112,12 +118,13 @@ def run_demo(out_dir: Path | None = None) -> dict[str, Any]:
         )
 
         cache = settings.data_dir / "samples"
+        who = {"speaker_id": speaker_id} if speaker_id else {"speaker_name": SPEAKER_NAME}
         consent = _check(
             client.post(
                 "/v1/audio/voice_consents",
                 headers=h_admin,
                 json={
-                    "speaker_name": "Alex Sample",
+                    **who,
                     "tenants": [tenant["id"]],
                     "purposes": ["tts"],
                     "languages": ["en"],

@@ -1,7 +1,7 @@
 """initial registry
 
 Revision ID: 978d9808101b
-Revises: 
+Revises:
 Create Date: 2026-11-24 02:51:55.094998
 """
 

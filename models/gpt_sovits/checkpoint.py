@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import torch
+
 from voiceseal_models.gpt_sovits.errors import CheckpointError, UnsupportedCheckpointError
 from voiceseal_models.gpt_sovits.torch_zip import TensorStub, open_zip, read_archive, to_plain
 

@@ -25,6 +25,7 @@ from typing import Any, Final
 
 import torch
 from torch import Tensor
+
 from voiceseal_models.gpt_sovits.text.frontend import PhoneSequence
 
 BERT_DIM: Final = 1024

@@ -26,6 +26,7 @@ from typing import Literal
 
 import torch
 from torch import Tensor
+
 from voiceseal_models.gpt_sovits.checkpoint import (
     CheckpointError,
     GPTCheckpoint,

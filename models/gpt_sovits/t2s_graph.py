@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+
 from voiceseal_models.gpt_sovits.t2s_network import KVCache, Text2SemanticDecoder
 
 

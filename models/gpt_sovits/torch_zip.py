@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+
 from voiceseal_models.gpt_sovits.errors import CheckpointError
 
 # Storage classes a `torch.save` pickle names for typed storages, mapped to their dtype.

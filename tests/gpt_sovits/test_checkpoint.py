@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import torch
+
 from voiceseal_models.gpt_sovits.checkpoint import (
     CheckpointError,
     CheckpointInfo,

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import torch
+
 from voiceseal_models.gpt_sovits.features import (
     BERT_DIM,
     PROMPT_TAIL_SAMPLES,

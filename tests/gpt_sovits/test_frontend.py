@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from voiceseal_models.gpt_sovits.text import (
     SYMBOLS_V1,
     SYMBOLS_V2,

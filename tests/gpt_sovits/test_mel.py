@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import torch
+
 from voiceseal_models.gpt_sovits.sovits.mel import (
     REFERENCE_STFT,
     V3_MEL,

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import torch
+
 from voiceseal_models.gpt_sovits.checkpoint import load_sovits_checkpoint
 from voiceseal_models.gpt_sovits.sovits import SoVITSInputError, SynthesizerTrn
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import torch
+
 from voiceseal_models.gpt_sovits.checkpoint import SoVITSCheckpoint, verify_against_manifest
 from voiceseal_models.gpt_sovits.errors import UnsupportedCheckpointError
 from voiceseal_models.gpt_sovits.sovits import (

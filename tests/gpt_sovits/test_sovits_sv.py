@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from voiceseal_models.gpt_sovits.sovits.sv import (
     ERes2NetV2,
     SpeakerEmbedder,

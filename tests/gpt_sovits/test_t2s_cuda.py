@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import torch
+
 from voiceseal_models.gpt_sovits.t2s import Text2Semantic
 from voiceseal_models.gpt_sovits.t2s_graph import CUDAGraphStep
 

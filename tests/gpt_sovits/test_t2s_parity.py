@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import torch
+
 from voiceseal_models.gpt_sovits.checkpoint import (
     CheckpointError,
     load_gpt_checkpoint,
