@@ -1,0 +1,182 @@
+"""Embedding then detecting: every rate, crops, desynchronisation, codecs, keys, unmarked audio."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+import soxr
+
+from voiceseal.contracts import Watermarker
+from voiceseal_plugins.watermark import layout
+from voiceseal_plugins.watermark.scheme import PatchworkWatermarker
+
+Array = npt.NDArray[np.float32]
+
+
+def snr_db(clean: Array, marked: Array) -> float:
+    c = clean.astype(np.float64)
+    return float(10 * np.log10(np.sum(c**2) / np.sum((marked.astype(np.float64) - c) ** 2)))
+
+
+def test_is_a_watermarker(watermarker: PatchworkWatermarker, key: bytes) -> None:
+    assert isinstance(watermarker, Watermarker)
+    assert watermarker.payload_bits == 32
+    assert set(watermarker.capabilities.sample_rates) == {16000, 22050, 24000, 32000, 44100, 48000}
+    assert key.hex() not in repr(watermarker)
+
+
+@pytest.mark.parametrize("rate", layout.SAMPLE_RATES)
+def test_round_trip_at_every_rate(
+    watermarker: PatchworkWatermarker, speech_10s: Array, rate: int, payload: bytes
+) -> None:
+    clean = speech_10s[: 4 * 16000]
+    if rate != 16000:
+        clean = soxr.resample(clean, 16000, rate).astype(np.float32)
+    marked = watermarker.embed(clean, rate, payload)
+    assert marked.dtype == np.float32 and marked.shape == clean.shape
+    assert snr_db(clean, marked) >= 25.0
+    found = watermarker.detect(marked, rate)
+    assert found is not None
+    assert found.payload == payload
+    assert found.confidence > 0.999999
+    assert found.offset_seconds == pytest.approx(0.0, abs=0.005)
+    assert found.scheme == "patchwork"
+
+
+def test_wrong_key_detects_nothing(marked_10s: Array) -> None:
+    assert PatchworkWatermarker(b"some-other-key").detect(marked_10s, 16000) is None
+
+
+def test_keys_mark_differently(speech_10s: Array, payload: bytes) -> None:
+    a = PatchworkWatermarker(b"key-a").embed(speech_10s, 16000, payload)
+    b = PatchworkWatermarker(b"key-b").embed(speech_10s, 16000, payload)
+    # The change itself differs, not just its sign: the mark is located by the key.
+    da, db = a - speech_10s, b - speech_10s
+    assert abs(float(np.corrcoef(da, db)[0, 1])) < 0.2
+
+
+@pytest.mark.parametrize(("seconds", "seed"), [(3.0, 11), (3.0, 12), (3.0, 13), (2.5, 14)])
+def test_short_crops_at_random_offsets(
+    watermarker: PatchworkWatermarker, marked_10s: Array, seconds: float, seed: int, payload: bytes
+) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(seconds * 16000)
+    start = int(rng.integers(0, len(marked_10s) - n))
+    found = watermarker.detect(marked_10s[start : start + n], 16000)
+    assert found is not None and found.payload == payload
+
+
+def test_polarity_inversion(
+    watermarker: PatchworkWatermarker, marked_10s: Array, payload: bytes
+) -> None:
+    found = watermarker.detect(-marked_10s[: 3 * 16000], 16000)
+    assert found is not None and found.payload == payload
+
+
+def test_time_shift_moves_the_offset(
+    watermarker: PatchworkWatermarker, marked_10s: Array, payload: bytes
+) -> None:
+    shifted = np.concatenate([np.zeros(123, dtype=np.float32), marked_10s[: 4 * 16000]])
+    found = watermarker.detect(shifted, 16000)
+    assert found is not None and found.payload == payload
+    # The offset is resolved to the detector's 2.5 ms grid.
+    assert found.offset_seconds == pytest.approx(123 / 16000, abs=0.0026)
+
+
+def test_speed_change_is_searched(
+    watermarker: PatchworkWatermarker, marked_10s: Array, payload: bytes
+) -> None:
+    faster = soxr.resample(marked_10s[: 5 * 16000].astype(np.float64), 16000 * 1.25, 16000)
+    found = watermarker.detect(faster.astype(np.float32), 16000)
+    assert found is not None and found.payload == payload
+    assert found.extra["speed"] == pytest.approx(1.25, rel=0.005)
+
+
+def _ffmpeg() -> str | None:
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        return shutil.which("ffmpeg")
+    return str(imageio_ffmpeg.get_ffmpeg_exe())
+
+
+def test_mp3_128k_round_trip(
+    watermarker: PatchworkWatermarker, marked_10s: Array, payload: bytes
+) -> None:
+    exe = _ffmpeg()
+    if exe is None:
+        pytest.skip("no ffmpeg: install imageio-ffmpeg (the cpu extra) for the codec test")
+    encoders = subprocess.run(
+        [exe, "-hide_banner", "-encoders"], capture_output=True, text=True
+    ).stdout
+    if "libmp3lame" not in encoders:
+        pytest.skip("this ffmpeg has no libmp3lame encoder")
+    pcm = marked_10s[: 4 * 16000].astype("<f4").tobytes()
+    common = ["-loglevel", "error", "-f", "f32le", "-ar", "16000", "-ac", "1"]
+    mp3 = subprocess.run(
+        [exe, *common, "-i", "pipe:0", "-c:a", "libmp3lame", "-b:a", "128k", "-f", "mp3", "pipe:1"],
+        input=pcm,
+        capture_output=True,
+        check=True,
+    ).stdout
+    decoded = subprocess.run(
+        [
+            exe,
+            "-loglevel",
+            "error",
+            "-i",
+            "pipe:0",
+            "-f",
+            "f32le",
+            "-ar",
+            "16000",
+            "-ac",
+            "1",
+            "pipe:1",
+        ],
+        input=mp3,
+        capture_output=True,
+        check=True,
+    ).stdout
+    found = watermarker.detect(np.frombuffer(decoded, dtype="<f4"), 16000)
+    assert found is not None and found.payload == payload
+
+
+class TestNoFalsePayload:
+    def test_unmarked_speech(
+        self, watermarker: PatchworkWatermarker, make_speech: Callable[..., Array]
+    ) -> None:
+        for seed in (21, 22):
+            assert watermarker.detect(make_speech(3.0, seed=seed), 16000) is None
+
+    def test_silence_stays_silent_and_is_not_detected(
+        self, watermarker: PatchworkWatermarker, payload: bytes
+    ) -> None:
+        silence = np.zeros(3 * 16000, dtype=np.float32)
+        assert np.array_equal(watermarker.embed(silence, 16000, payload), silence)
+        assert watermarker.detect(silence, 16000) is None
+
+    def test_noise(self, watermarker: PatchworkWatermarker) -> None:
+        rng = np.random.default_rng(3)
+        assert (
+            watermarker.detect((0.3 * rng.standard_normal(3 * 16000)).astype(np.float32), 16000)
+            is None
+        )
+
+    def test_music_like(self, watermarker: PatchworkWatermarker) -> None:
+        t = np.arange(3 * 16000) / 16000
+        notes = (220.0, 277.2, 329.6, 440.0)
+        chord = np.sum([np.sin(2 * np.pi * f * t) * np.exp(-(t % 0.5) * 4) for f in notes], axis=0)
+        assert watermarker.detect((0.2 * chord).astype(np.float32), 16000) is None
+
+    def test_clipped_marked_audio_still_carries_the_payload(
+        self, watermarker: PatchworkWatermarker, marked_10s: Array, payload: bytes
+    ) -> None:
+        clipped = np.clip(marked_10s[: 4 * 16000] * 2.0, -1.0, 1.0)
+        found = watermarker.detect(clipped, 16000)
+        assert found is not None and found.payload == payload
