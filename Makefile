@@ -34,6 +34,7 @@ demo: $(VENV)/.cpu
 test: $(VENV)/.dev .typecheck
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	@mkdir -p data
 	$(BIN)/alembic -x url=sqlite:///$(CURDIR)/data/.alembic-check.db upgrade head
 	$(BIN)/alembic -x url=sqlite:///$(CURDIR)/data/.alembic-check.db check
 	@rm -f data/.alembic-check.db*
