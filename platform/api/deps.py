@@ -24,6 +24,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import HTTPConnection
 
+from voiceseal import notifications
 from voiceseal.errors import Forbidden, Unauthorized
 from voiceseal.keys import service as keys_service
 from voiceseal.keys.principal import Principal
@@ -80,6 +81,7 @@ def get_session(request: Request) -> Iterator[Session]:
     commit (lost database) becomes a 503 instead of a success the registry never saw.
     """
     with transaction(get_sessionmaker(request)) as session:
+        notifications.bind(session, get_runtime(request).pm)
         yield session
 
 

@@ -22,6 +22,7 @@ import typer
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from voiceseal import notifications
 from voiceseal.kit.blobstore import LocalBlobStore
 from voiceseal.kit.db import make_engine, make_sessionmaker, transaction
 from voiceseal.runtime import Runtime, build_runtime
@@ -60,6 +61,7 @@ class CliContext:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         with transaction(self.sessionmaker) as session:
+            notifications.bind(session, self.runtime.pm)
             yield session
 
     @cached_property

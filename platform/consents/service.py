@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from voiceseal import notifications
 from voiceseal.audit import chain
 from voiceseal.consents.statement import (
     StatementMatch,
@@ -151,6 +152,18 @@ def _event(
         subject_type="consent",
         subject_id=consent.id,
         data={"reason": reason, **(data or {})},
+    )
+    notifications.queue(
+        session,
+        "consent_changed",
+        {
+            "consent_id": consent.id,
+            "speaker_id": consent.speaker_id,
+            "event": event,
+            "status": consent.status,
+            "version": consent.version,
+            "reason": reason,
+        },
     )
 
 
