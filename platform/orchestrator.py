@@ -443,7 +443,7 @@ class Orchestrator:
         }
         if (
             best is not None
-            and best.similarity >= s.same_speaker_threshold
+            and best.similarity >= s.protected_match_threshold
             and (sim_voice is None or best.similarity > sim_voice + s.protected_margin)
         ):
             self._record_refusal(

@@ -112,7 +112,7 @@ def register(
     protected = fingerprints.nearest(
         session, centroid, encoder=encoder.name, kind="protected", top_k=1
     )
-    if protected and protected[0].similarity >= threshold:
+    if protected and protected[0].similarity >= settings.protected_match_threshold:
         raise PolicyRefused(
             f"this voice matches protected voice {protected[0].protected_voice_id} "
             f"(similarity {protected[0].similarity:.3f}); it may never be cloned",
@@ -128,7 +128,7 @@ def register(
             top_k=1,
             exclude_voice_ids=tuple(v for v in _voice_ids_of(session, consent.speaker_id)),
         )
-        if clash and clash[0].similarity >= threshold:
+        if clash and clash[0].similarity >= settings.protected_match_threshold:
             raise Conflict(
                 f"this voice matches voice {clash[0].voice_id}, registered to another speaker "
                 f"(similarity {clash[0].similarity:.3f})",

@@ -71,10 +71,7 @@ def test_disk_full_while_storing_reference_clip(
     settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from .conftest import speak
-
-    consent = flow.consent([tenant.id])
-    assert flow.record(consent["id"], speak(SPEAKER, consent["statement"])).status_code == 200
+    consent = flow.verified_consent([tenant.id], SPEAKER)
     with transaction(session_factory) as s:
         blobs_before = s.scalar(select(func.count()).select_from(Blob))
 
