@@ -424,42 +424,32 @@ class Orchestrator:
         raise VoiceSealError("could not allocate a free watermark payload")
 
     def _check_speaker(self, plan: Plan, audio: Audio, sr: int) -> dict[str, Any]:
+        """Step 7's speaker rules: refuse (and record) an output closer to a protected voice than
+        to its own, or too far from its own voice's fingerprint."""
         s = self.runtime.settings
-        encoder = self.runtime.speaker_encoder()
-        vec = encoder.embed(audio, sr)
-        with transaction(self.sessions) as session:
-            own = voices.centroid_of(session, plan.voice_id, encoder.name)
-            prot = fingerprints.nearest(
-                session, vec, encoder=encoder.name, kind="protected", top_k=1
-            )
-        sim_voice = fingerprints.cosine(vec, own) if own is not None else None
-        best = prot[0] if prot else None
-        verdict: dict[str, Any] = {
-            "encoder": encoder.name,
-            "vector": vec,
-            "similarity_to_voice": sim_voice,
-            "max_protected_similarity": best.similarity if best else None,
-            "protected_voice_id": best.protected_voice_id if best else None,
-        }
+        verdict = self._speaker_scores(plan, audio, sr)
+        sim_voice: float | None = verdict["similarity_to_voice"]
+        best_sim: float | None = verdict["max_protected_similarity"]
+        protected_id = verdict["protected_voice_id"]
         if (
-            best is not None
-            and best.similarity >= s.protected_match_threshold
-            and (sim_voice is None or best.similarity > sim_voice + s.protected_margin)
+            best_sim is not None
+            and best_sim >= s.protected_match_threshold
+            and (sim_voice is None or best_sim > sim_voice + s.protected_margin)
         ):
             self._record_refusal(
                 plan.request,
                 Refusal(
                     "protected_voice",
-                    f"the output matches protected voice {best.protected_voice_id} "
-                    f"({best.similarity:.3f}) better than its own voice ({(sim_voice or 0):.3f})",
+                    f"the output matches protected voice {protected_id} "
+                    f"({best_sim:.3f}) better than its own voice ({(sim_voice or 0):.3f})",
                 ),
                 {
                     "voice_id": plan.voice_id,
                     "consent_id": plan.consent_id,
                     "consent_version": plan.consent_version,
                     "status": "violation",
-                    "protected_voice_id": best.protected_voice_id,
-                    "max_protected_similarity": best.similarity,
+                    "protected_voice_id": protected_id,
+                    "max_protected_similarity": best_sim,
                     "similarity_to_voice": sim_voice,
                 },
             )
