@@ -535,64 +535,61 @@ class Orchestrator:
         hashes = content_fp.landmarks(audio, sr)
         pcm = audio_io.encode(audio, sr, "pcm")
         status = "failed" if verdict.get("watermark_failed") else "delivered"
-        for _attempt in range(4):
-            try:
-                with transaction(self.sessions) as session:
-                    gen = Generation(
-                        tenant_id=req.tenant_id,
-                        api_key_id=req.api_key_id,
-                        voice_id=plan.voice_id,
-                        consent_id=plan.consent_id,
-                        consent_version=plan.consent_version,
-                        status=status,
-                        purpose=req.purpose,
-                        engine=engine.name,
-                        engine_version=engine.version,
-                        model_versions={"watermarker": f"{wm.name}/{wm.version}"},
-                        language=plan.language,
-                        text_sha256=_sha(req.text),
-                        text_chars=len(req.text),
-                        audio_sha256=hashlib.sha256(pcm).hexdigest(),
-                        duration_s=len(audio) / sr,
-                        sample_rate=sr,
-                        response_format=req.response_format,
-                        streamed=streamed,
-                        watermarker=wm.name,
-                        watermark_payload=payload,
-                        watermark_confidence=verdict.get("watermark_confidence"),
-                        speaker_encoder=verdict.get("encoder"),
-                        speaker_vector=fingerprints.to_bytes(verdict["vector"]),
-                        similarity_to_voice=verdict.get("similarity_to_voice"),
-                        max_protected_similarity=verdict.get("max_protected_similarity"),
-                        timings_ms={k: round(v, 2) for k, v in plan.timings_ms.items()},
-                    )
-                    session.add(gen)
-                    session.flush()
-                    session.add_all(
-                        FingerprintHash(generation_id=gen.id, hash=h, offset=o) for h, o in hashes
-                    )
-                    chain.append(
-                        session,
-                        f"generation.{status}",
-                        actor_key_id=req.api_key_id,
-                        tenant_id=req.tenant_id,
-                        subject_type="generation",
-                        subject_id=gen.id,
-                        data={
-                            "voice_id": plan.voice_id,
-                            "consent_id": plan.consent_id,
-                            "watermark_payload": payload,
-                            "audio_sha256": gen.audio_sha256,
-                        },
-                    )
-                    gen_id = gen.id
-                break
-            except IntegrityError:
-                # Another process took this payload between allocation and insert (rare): the
-                # audio is already marked with it, so this output cannot be delivered as is.
-                if streamed:
-                    raise
-                raise VoiceSealError("watermark payload collision; retry the request") from None
+        try:
+            with transaction(self.sessions) as session:
+                gen = Generation(
+                    tenant_id=req.tenant_id,
+                    api_key_id=req.api_key_id,
+                    voice_id=plan.voice_id,
+                    consent_id=plan.consent_id,
+                    consent_version=plan.consent_version,
+                    status=status,
+                    purpose=req.purpose,
+                    engine=engine.name,
+                    engine_version=engine.version,
+                    model_versions={"watermarker": f"{wm.name}/{wm.version}"},
+                    language=plan.language,
+                    text_sha256=_sha(req.text),
+                    text_chars=len(req.text),
+                    audio_sha256=hashlib.sha256(pcm).hexdigest(),
+                    duration_s=len(audio) / sr,
+                    sample_rate=sr,
+                    response_format=req.response_format,
+                    streamed=streamed,
+                    watermarker=wm.name,
+                    watermark_payload=payload,
+                    watermark_confidence=verdict.get("watermark_confidence"),
+                    speaker_encoder=verdict.get("encoder"),
+                    speaker_vector=fingerprints.to_bytes(verdict["vector"]),
+                    similarity_to_voice=verdict.get("similarity_to_voice"),
+                    max_protected_similarity=verdict.get("max_protected_similarity"),
+                    timings_ms={k: round(v, 2) for k, v in plan.timings_ms.items()},
+                )
+                session.add(gen)
+                session.flush()
+                session.add_all(
+                    FingerprintHash(generation_id=gen.id, hash=h, offset=o) for h, o in hashes
+                )
+                chain.append(
+                    session,
+                    f"generation.{status}",
+                    actor_key_id=req.api_key_id,
+                    tenant_id=req.tenant_id,
+                    subject_type="generation",
+                    subject_id=gen.id,
+                    data={
+                        "voice_id": plan.voice_id,
+                        "consent_id": plan.consent_id,
+                        "watermark_payload": payload,
+                        "audio_sha256": gen.audio_sha256,
+                    },
+                )
+                gen_id = gen.id
+        except IntegrityError:
+            # Another request took this payload between allocation and insert (two concurrent
+            # requests drawing the same random 32-bit value): the audio already carries it, so
+            # it is not delivered.
+            raise VoiceSealError("watermark payload collision; retry the request") from None
         self._notify_generation(gen_id)
         return gen_id, payload
 

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from voiceseal.api import ratelimit
 from voiceseal.audit import trace
@@ -142,8 +143,8 @@ def say(
         tenant_id = tenants.resolve(session, tenant).id
     settings = cli.settings
 
-    def charge(session: object, t: Tenant, chars: int) -> None:
-        ratelimit.charge(session, t, settings, requests=1, chars=chars)  # type: ignore[arg-type]
+    def charge(session: Session, t: Tenant, chars: int) -> None:
+        ratelimit.charge(session, t, settings, requests=1, chars=chars)
 
     orch = Orchestrator(cli.runtime, cli.sessionmaker, cli.blobs, charge=charge)
     result = orch.synthesize(

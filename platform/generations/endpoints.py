@@ -14,6 +14,7 @@ from voiceseal.api import ratelimit
 from voiceseal.api.deps import AnyRoleDep, BlobsDep, RuntimeDep, SessionMakerDep, TenantDep
 from voiceseal.errors import InvalidInput, VoiceSealError
 from voiceseal.generations.schemas import SpeechCreate
+from voiceseal.kit.blobstore import LocalBlobStore
 from voiceseal.orchestrator import Orchestrator, Plan, SpeechRequest
 from voiceseal.registry.models import Tenant
 from voiceseal.runtime import Runtime
@@ -21,13 +22,15 @@ from voiceseal.runtime import Runtime
 router = APIRouter(tags=["speech"])
 
 
-def _orchestrator(runtime: Runtime, sessions: sessionmaker[Session], blobs: object) -> Orchestrator:
+def _orchestrator(
+    runtime: Runtime, sessions: sessionmaker[Session], blobs: LocalBlobStore
+) -> Orchestrator:
     settings = runtime.settings
 
     def charge(session: Session, tenant: Tenant, chars: int) -> None:
         ratelimit.charge(session, tenant, settings, requests=1, chars=chars)
 
-    return Orchestrator(runtime, sessions, blobs, charge=charge)  # type: ignore[arg-type]
+    return Orchestrator(runtime, sessions, blobs, charge=charge)
 
 
 @router.post(
