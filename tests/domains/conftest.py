@@ -113,10 +113,10 @@ class Flow:
 
         The bundled recogniser (Whisper tiny.en) sometimes mishears the digit run as the synthetic
         sample voices read it, and the platform then refuses, as it must. Like a person asked to
-        read a fresh statement again, this retries with a new statement (three at most).
+        read a fresh statement again, this retries with a new statement (four at most).
         """
         heard = []
-        for _ in range(3):
+        for _ in range(4):
             consent = self.consent(tenants, **consent_extra)
             r = self.record(consent["id"], speak(speaker, consent["statement"]))
             if r.status_code == 200:

@@ -304,7 +304,8 @@ def test_migration_numbers_existing_rows_in_creation_order(tmp_path: Path) -> No
             hits = nearest(
                 s, np.ones(1, dtype=np.float32), encoder="enc", kind="protected", top_k=9
             )
-            assert sorted(m.embedding_id for m in hits)[:3] == ["emb_0", "emb_1", "emb_2"]
+            # The three migrated rows and the new one (whose id is random: compare as a set).
+            assert {"emb_0", "emb_1", "emb_2"} <= {m.embedding_id for m in hits}
             assert len(hits) == 4
     finally:
         eng.dispose()
