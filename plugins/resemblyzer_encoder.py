@@ -18,6 +18,7 @@ import numpy as np
 import voiceseal
 from voiceseal.contracts import Audio, Capabilities, ComponentContext, Register, Vector
 from voiceseal.errors import InvalidAudio
+from voiceseal_plugins._audio_input import validated_mono
 
 NAME = "resemblyzer"
 DIM = 256
@@ -80,16 +81,7 @@ class ResemblyzerEncoder:
 
 
 def _to_model_rate(audio: Any, sample_rate: int) -> np.ndarray[Any, np.dtype[np.float32]]:
-    samples = np.asarray(audio)
-    if samples.ndim != 1:
-        raise InvalidAudio(f"expected mono audio of shape (N,), got shape {samples.shape}")
-    if sample_rate <= 0:
-        raise InvalidAudio(f"sample rate must be positive, got {sample_rate}")
-    if samples.size == 0:
-        raise InvalidAudio("the audio is empty")
-    samples = samples.astype(np.float32, copy=False)
-    if not np.all(np.isfinite(samples)):
-        raise InvalidAudio("the audio contains NaN or infinite samples")
+    samples = validated_mono(audio, sample_rate)
     if float(np.max(np.abs(samples))) < SILENCE_PEAK:
         raise InvalidAudio("the audio is silent: there is no speaker to embed")
     if sample_rate != MODEL_SAMPLE_RATE:

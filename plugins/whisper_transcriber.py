@@ -24,6 +24,7 @@ import numpy as np
 import voiceseal
 from voiceseal.contracts import Audio, Capabilities, ComponentContext, Register, Transcript
 from voiceseal.errors import InvalidAudio, InvalidInput
+from voiceseal_plugins._audio_input import validated_mono
 
 NAME = "whisper"
 MODEL_NAME = "tiny.en"
@@ -142,16 +143,7 @@ def normalise_words(text: str) -> list[str]:
 
 
 def _to_model_rate(audio: Any, sample_rate: int) -> np.ndarray[Any, np.dtype[np.float32]]:
-    samples = np.asarray(audio)
-    if samples.ndim != 1:
-        raise InvalidAudio(f"expected mono audio of shape (N,), got shape {samples.shape}")
-    if sample_rate <= 0:
-        raise InvalidAudio(f"sample rate must be positive, got {sample_rate}")
-    if samples.size == 0:
-        raise InvalidAudio("the audio is empty")
-    samples = samples.astype(np.float32, copy=False)
-    if not np.all(np.isfinite(samples)):
-        raise InvalidAudio("the audio contains NaN or infinite samples")
+    samples = validated_mono(audio, sample_rate)
     seconds = samples.size / sample_rate
     if seconds > MAX_SECONDS:
         raise InvalidAudio(
