@@ -85,6 +85,36 @@ class Unavailable(VoiceSealError):
     title = "Service unavailable"
 
 
+class Overloaded(Unavailable):
+    """The engine's bounded queue is full: back-pressure, retry after ``retry_after`` seconds."""
+
+    code = "overloaded"
+    title = "Overloaded"
+
+    def __init__(self, message: str, retry_after: float = 1.0, **extra: Any) -> None:
+        super().__init__(message, **extra)
+        self.retry_after = retry_after
+
+
+class Cancelled(VoiceSealError):
+    """The client went away (disconnected mid-stream); the request's work was dropped.
+
+    Nobody reads the response; the status (nginx's 499) only labels the record and the logs.
+    """
+
+    status_code = 499
+    code = "cancelled"
+    title = "Client closed request"
+
+
+class EngineFailed(VoiceSealError):
+    """The engine failed on this request (the others it serves are unaffected)."""
+
+    status_code = 500
+    code = "engine_failed"
+    title = "Synthesis failed"
+
+
 class UnknownComponent(NotFound):
     code = "unknown_component"
     title = "Unknown component"

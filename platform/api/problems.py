@@ -23,7 +23,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
 from voiceseal.api.deps import authenticate, bearer_token, current_principal, route_roles
-from voiceseal.errors import Forbidden, RateLimited, Unauthorized, Unavailable, VoiceSealError
+from voiceseal.errors import (
+    Forbidden,
+    Overloaded,
+    RateLimited,
+    Unauthorized,
+    Unavailable,
+    VoiceSealError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +99,7 @@ def render(
 
 def render_error(request: Request, exc: VoiceSealError) -> Response:
     headers: dict[str, str] = {}
-    if isinstance(exc, RateLimited):
+    if isinstance(exc, RateLimited | Overloaded):
         # Whole seconds, rounded up: retrying at the advertised time must succeed.
         headers["Retry-After"] = str(max(1, int(-(-exc.retry_after // 1))))
     if isinstance(exc, Unauthorized):

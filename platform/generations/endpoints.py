@@ -4,22 +4,31 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
+import threading
+from collections.abc import AsyncIterator, Iterable, Iterator
+from itertools import chain
+from typing import Any, TypeVar
 
+import anyio
 from fastapi import APIRouter
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from voiceseal.api import ratelimit
 from voiceseal.api.deps import AnyRoleDep, BlobsDep, RuntimeDep, SessionMakerDep, TenantDep
 from voiceseal.errors import InvalidInput, VoiceSealError
 from voiceseal.generations.schemas import SpeechCreate
 from voiceseal.kit.blobstore import LocalBlobStore
-from voiceseal.orchestrator import Orchestrator, Plan, SpeechRequest
+from voiceseal.kit.cancel import CancelToken, bound
+from voiceseal.orchestrator import Orchestrator, SpeechRequest
 from voiceseal.registry.models import Tenant
 from voiceseal.runtime import Runtime
 
 router = APIRouter(tags=["speech"])
+
+T = TypeVar("T")
+Event = tuple[bytes, dict[str, Any]]
 
 
 def _orchestrator(
@@ -66,7 +75,10 @@ def create_speech(
     orch = _orchestrator(runtime, sessions, blobs)
     plan = orch.plan(req)
     if body.stream_format is None:
-        result = orch.synthesize(plan)
+        # Nothing here learns of a disconnect; the token still tells engines which work
+        # belongs to this one request (its later sentences are not new arrivals).
+        with bound(CancelToken()):
+            result = orch.synthesize(plan)
         return Response(
             result.audio,
             media_type=result.media_type,
@@ -77,23 +89,104 @@ def create_speech(
         )
     if body.response_format not in ("pcm", "wav"):
         raise InvalidInput("streaming supports response_format pcm or wav", param="response_format")
+    steps = _Steps(orch.stream(plan))
+    # The pipeline runs up to its first audio here, before any status is sent, so that what
+    # refuses a request before its first byte (a full engine queue, a protected voice, text the
+    # engine cannot take) answers with its own status and error body, not a broken 200 stream.
+    events = chain(steps.prime(), iter(steps.next, None))
     if body.stream_format == "sse":
-        return StreamingResponse(_sse(orch, plan), media_type="text/event-stream")
-    return StreamingResponse(
-        _audio(orch, plan), media_type="audio/wav" if body.response_format == "wav" else "audio/pcm"
+        return _ClosingStream(_sse(events), steps, media_type="text/event-stream")
+    return _ClosingStream(
+        _audio(events),
+        steps,
+        media_type="audio/wav" if body.response_format == "wav" else "audio/pcm",
     )
 
 
-def _audio(orch: Orchestrator, plan: Plan) -> Iterator[bytes]:
-    for data, _info in orch.stream(plan):
+class _Steps:
+    """The pipeline's events, each step run with the request's cancel token bound (see
+    :mod:`voiceseal.kit.cancel`), and a :meth:`close` that any thread may call."""
+
+    def __init__(self, events: Iterator[Event]) -> None:
+        self._events = events
+        self.token = CancelToken()
+        self._lock = threading.Lock()  # held by the step in progress
+        self._ended = False
+
+    def next(self) -> Event | None:
+        """The next event, or None once the pipeline ended or was closed."""
+        with self._lock, bound(self.token):
+            if self._ended:
+                return None
+            try:
+                return next(self._events)
+            except BaseException:
+                self._ended = True  # finished, failed or closed: nothing more comes
+                raise
+
+    def prime(self) -> list[Event]:
+        """Events up to and including the first audio (or the end)."""
+        head: list[Event] = []
+        while (event := self.next()) is not None:
+            head.append(event)
+            if event[1]["type"] in ("audio", "done"):
+                break
+        return head
+
+    def close(self) -> None:
+        """Cancel the work in progress at once, then close the pipeline when its step returns."""
+        self.token.cancel()
+        with self._lock, bound(self.token):
+            self._ended = True
+            close = getattr(self._events, "close", None)
+            if close is not None:
+                close()
+
+
+_END = object()
+
+
+async def _in_threads(items: Iterator[T]) -> AsyncIterator[T]:
+    """Starlette's ``iterate_in_threadpool``, except that a cancelled wait (the client went
+    away) returns at once instead of waiting for the worker's step to finish."""
+    while True:
+        item = await anyio.to_thread.run_sync(next, items, _END, abandon_on_cancel=True)
+        if item is _END:
+            return
+        yield item  # type: ignore[misc]
+
+
+class _ClosingStream(StreamingResponse):
+    """A streamed response that always ends its pipeline: on a disconnect (or any other end)
+    the engine's work is cancelled and the pipeline closed, freeing what it holds (batch rows).
+
+    Starlette alone never closes a sync iterator it was given: a disconnected request's generator
+    would run on until its current sentence ends and then linger until garbage collection.
+    """
+
+    def __init__(self, content: Iterator[Any], steps: _Steps, media_type: str) -> None:
+        super().__init__(_in_threads(content), media_type=media_type)
+        self._steps = steps
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._steps.token.cancel()  # from the event loop: stops the engine's wait at once
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._steps.close)
+
+
+def _audio(events: Iterable[Event]) -> Iterator[bytes]:
+    for data, _info in events:
         if data:
             yield data
 
 
-def _sse(orch: Orchestrator, plan: Plan) -> Iterator[str]:
+def _sse(events: Iterable[Event]) -> Iterator[str]:
     """OpenAI's SSE shape: ``speech.audio.delta`` events with base64 audio, then ``speech.audio.done``."""
     try:
-        for data, info in orch.stream(plan):
+        for data, info in events:
             if info["type"] == "audio" and data:
                 yield (
                     "data: "

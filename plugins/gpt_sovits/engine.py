@@ -1,18 +1,27 @@
 """The ``gpt-sovits`` engine: prepare a voice once, then synthesize sentence by sentence.
 
-Per request, nothing mutable is shared: the sampler and the decoder's prior noise draw from two
-``torch.Generator`` objects made from the request's seed, the GPT's KV cache is allocated per
-call, and the loaded networks are only read. Two requests for different voices (or the same one)
-can therefore run at the same time and each gets exactly what it would get alone.
+Per request, nothing mutable is shared: each segment's sampler draws from its own seed (derived
+from the request's seed and the segment's index), the decoder's prior noise from a generator
+made from the request's seed, and the loaded networks are only read. Two requests for different
+voices (or the same one) can therefore run at the same time and each gets what it would get
+alone.
+
+With batching on (the default, see the settings), every segment's GPT decoding is a request to
+the continuous-batching scheduler of its GPT file (:mod:`.batching`): a request submits all its
+segments at once (all queued or none: a full queue refuses it with ``Overloaded``, HTTP 503,
+before any audio), then decodes SoVITS audio from their tokens as they arrive, in order. When
+the caller goes away (the generator is closed, or the request's cancel token fires: see
+``voiceseal.kit.cancel``) its segments are cancelled and their rows freed at the next step.
 """
 
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, TypedDict
+from typing import Any, Final, Protocol, TypedDict
 
 import numpy as np
 import torch
@@ -24,13 +33,23 @@ from voiceseal.contracts import (
     VoiceAssets,
     VoiceHandle,
 )
-from voiceseal.errors import InvalidInput, VoiceSealError
+from voiceseal.errors import Cancelled, EngineFailed, InvalidInput, Overloaded, VoiceSealError
+from voiceseal.kit import cancel
 from voiceseal_models.gpt_sovits.checkpoint import SUPPORTED_SOVITS_VERSIONS, CheckpointError
 from voiceseal_models.gpt_sovits.sampling import SamplingParams
+from voiceseal_models.gpt_sovits.serving import (
+    QueueFull,
+    RequestCancelled,
+    RequestHandle,
+    RequestTooLong,
+    ServingError,
+    T2SRequest,
+)
 from voiceseal_models.gpt_sovits.sovits import SynthesizerTrn
-from voiceseal_models.gpt_sovits.t2s import Text2Semantic
+from voiceseal_models.gpt_sovits.t2s import T2SResult, Text2Semantic
 from voiceseal_models.gpt_sovits.text import Language, split_sentences
 from voiceseal_models.gpt_sovits.text.sentences import CLAUSE_MARKS
+from voiceseal_plugins.gpt_sovits.batching import Batcher, LoadedGPT
 from voiceseal_plugins.gpt_sovits.features import FeatureModels, TextFeatures
 from voiceseal_plugins.gpt_sovits.model_files import FILE_ROLES, ModelPair, resolve_files, vet_pair
 from voiceseal_plugins.gpt_sovits.model_pool import ModelPool
@@ -55,6 +74,10 @@ _DTYPES: Final = {"float32": torch.float32, "float16": torch.float16, "bfloat16"
 # Decorrelates the decoder's noise stream from the sampler's, both made from one request seed.
 _NOISE_SEED_SALT: Final = 0x5DEECE66D
 _SEED_MASK: Final = (1 << 64) - 1
+_SEGMENT_SEED_MASK: Final = (1 << 32) - 1  # the scheduler's seed range
+_SEGMENT_SEED_STEP: Final = 0x9E3779B9  # odd: consecutive segments get far-apart seeds
+#: Suggested wait before retrying a request refused by a full queue (a few segments' time).
+RETRY_AFTER_S: Final = 2.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +86,13 @@ class VoiceState:
 
     pair: ModelPair
     prompt: VoicePrompt
+
+
+def segment_seed(seed: int, index: int) -> int:
+    """The sampler seed of segment ``index`` of a request seeded ``seed`` (32 bits, as the
+    scheduler takes). Segment 0 of a seed below 2**32 keeps the seed itself."""
+    folded = (seed ^ (seed >> 32)) & _SEGMENT_SEED_MASK
+    return (folded + index * _SEGMENT_SEED_STEP) & _SEGMENT_SEED_MASK
 
 
 class _Decoding(TypedDict):
@@ -114,21 +144,51 @@ class GPTSoVITSEngine:
         self.device = torch.device(settings.device or device)
         self.dtype = _DTYPES[settings.dtype]
         self.features = FeatureModels(settings, self.device)
-        self.models: ModelPool[Text2Semantic | SynthesizerTrn] = ModelPool(
-            settings.max_loaded_models
+        self.models: ModelPool[LoadedGPT | SynthesizerTrn] = ModelPool(
+            settings.max_loaded_models, on_evict=_retire
         )
         self._prompts: OrderedDict[str, VoicePrompt] = OrderedDict()
         self._prompts_lock = threading.Lock()
         #: How many prompts were computed (not found in the cache); for tests and metrics.
         self.prompt_builds = 0
+        # Requests (by their cancel token, which the API binds around all of a request's
+        # work) that the scheduler admitted once: their later sentences wait for room in a
+        # full queue instead of being refused halfway through.
+        self._admitted: weakref.WeakSet[cancel.CancelToken] = weakref.WeakSet()
+        self._admitted_lock = threading.Lock()
+
+    def _continues(self, token: cancel.CancelToken | None) -> Callable[[], bool] | None:
+        """For a request admitted before: "keep waiting for room" while it is not cancelled."""
+        if token is None:
+            return None
+        with self._admitted_lock:
+            if token not in self._admitted:
+                return None
+        return lambda: not token.cancelled
 
     # -- models ------------------------------------------------------------------------------
 
     def gpt(self, pair: ModelPair) -> Text2Semantic:
-        model = self.models.get(pair.gpt_sha256, lambda: self._load_gpt(pair))
-        if not isinstance(model, Text2Semantic):
+        return self._loaded_gpt(pair).model
+
+    def _loaded_gpt(self, pair: ModelPair) -> LoadedGPT:
+        loaded = self.models.get(pair.gpt_sha256, lambda: self._load_gpt(pair))
+        if not isinstance(loaded, LoadedGPT):
             raise InvalidInput("the file given as GPT is loaded as a SoVITS model by another voice")
-        return model
+        return loaded
+
+    def batcher(self, pair: ModelPair) -> Batcher | None:
+        """The scheduler (and its thread) that decodes this pair's GPT, or None without
+        batching. Voices whose GPT files have the same bytes share it."""
+        if not self.settings.batching:
+            return None
+        return self._loaded_gpt(pair).batcher(self.settings)
+
+    def close(self) -> None:
+        """Shutdown: cancel queued and running decodes, end the serving threads, drop models."""
+        for item in self.models.clear():
+            if isinstance(item, LoadedGPT):
+                item.close()
 
     def sovits(self, pair: ModelPair) -> SynthesizerTrn:
         model = self.models.get(pair.sovits_sha256, lambda: self._load_sovits(pair))
@@ -139,11 +199,12 @@ class GPTSoVITSEngine:
     # Headers were vetted before loading; what fails here is a truncated or inconsistent tensor
     # section, reported like any other refused file.
 
-    def _load_gpt(self, pair: ModelPair) -> Text2Semantic:
+    def _load_gpt(self, pair: ModelPair) -> LoadedGPT:
         try:
-            return Text2Semantic.from_checkpoint(pair.gpt, device=self.device, dtype=self.dtype)
+            model = Text2Semantic.from_checkpoint(pair.gpt, device=self.device, dtype=self.dtype)
         except (CheckpointError, ValueError, RuntimeError) as exc:
             raise InvalidInput(f"the GPT file cannot be loaded: {exc}") from None
+        return LoadedGPT(model)
 
     def _load_sovits(self, pair: ModelPair) -> SynthesizerTrn:
         try:
@@ -233,33 +294,68 @@ class GPTSoVITSEngine:
         req = self._request(options)
         # Everything that can refuse the text runs before the first sample is produced.
         segments = self.segments(text, req.language)
-        t2s, sovits = self.gpt(state.pair), self.sovits(state.pair)
-        sampler = torch.Generator(device=self.device)
-        sampler.manual_seed(req.seed)
-        noise = torch.Generator(device=self.device)
-        noise.manual_seed(req.seed ^ _NOISE_SEED_SALT)
-        gap = np.zeros(round(self.settings.fragment_interval_s * SAMPLE_RATE), np.float32)
-        last = len(segments) - 1
-        for index, segment in enumerate(segments):
-            pieces = self._segment(t2s, sovits, state.prompt, segment, req, sampler, noise)
-            for samples, is_last_piece in _lookahead(pieces):
-                final = is_last_piece and index == last
-                yield AudioChunk(_limit(samples), SAMPLE_RATE, final=final, segment=index)
-            if index < last and gap.size:
-                yield AudioChunk(gap, SAMPLE_RATE, segment=index)
+        loaded, sovits = self._loaded_gpt(state.pair), self.sovits(state.pair)
+        jobs = [self._job(loaded.model, state.prompt, s, req, i) for i, s in enumerate(segments)]
+        batcher = loaded.batcher(self.settings) if self.settings.batching else None
+        sources: list[_TokenSource]
+        handles: list[RequestHandle] = []
+        token = cancel.current()
+        if batcher is None:
+            sources = [_Direct(loaded.model, job) for job in jobs]
+        else:
+            handles = _submit(batcher, jobs, self._continues(token))
+            sources = [_Batched(batcher, handle) for handle in handles]
+            if token is not None:
+                with self._admitted_lock:
+                    self._admitted.add(token)
+        unregister = token.on_cancel(lambda: _cancel(handles)) if token is not None else None
+        try:
+            noise = torch.Generator(device=self.device)
+            noise.manual_seed(req.seed ^ _NOISE_SEED_SALT)
+            gap = np.zeros(round(self.settings.fragment_interval_s * SAMPLE_RATE), np.float32)
+            last = len(segments) - 1
+            for index, segment in enumerate(segments):
+                pieces = self._segment(sovits, state.prompt, segment, req, sources[index], noise)
+                for samples, is_last_piece in _lookahead(pieces):
+                    final = is_last_piece and index == last
+                    yield AudioChunk(_limit(samples), SAMPLE_RATE, final=final, segment=index)
+                if index < last and gap.size:
+                    yield AudioChunk(gap, SAMPLE_RATE, segment=index)
+        finally:
+            # Done, failed or closed by a caller that went away: the rows of segments not
+            # decoded yet go back to other requests at the scheduler's next step.
+            _cancel(handles)
+            if unregister is not None:
+                unregister()
+
+    def _job(
+        self,
+        t2s: Text2Semantic,
+        prompt: VoicePrompt,
+        segment: TextFeatures,
+        req: _Request,
+        index: int,
+    ) -> T2SRequest:
+        """The GPT decoding of one segment, whichever path runs it."""
+        return T2SRequest(
+            phones=torch.tensor(prompt.phone_ids + segment.phone_ids, dtype=torch.int64),
+            bert=torch.cat([prompt.bert, segment.bert], dim=1),
+            prompt=prompt.semantic,
+            sampling=req.sampling,
+            seed=segment_seed(req.seed, index),
+            early_stop_num=t2s.default_early_stop_num,
+            max_steps=self.settings.max_tokens,
+        )
 
     def _segment(
         self,
-        t2s: Text2Semantic,
         sovits: SynthesizerTrn,
         prompt: VoicePrompt,
         segment: TextFeatures,
         req: _Request,
-        sampler: torch.Generator,
+        source: _TokenSource,
         noise_generator: torch.Generator,
     ) -> Iterator[Samples]:
-        phones = torch.tensor(prompt.phone_ids + segment.phone_ids, dtype=torch.int64)
-        bert = torch.cat([prompt.bert, segment.bert], dim=1)
         target = torch.tensor(segment.phone_ids, dtype=torch.int64, device=self.device)
         noise = NoiseSource(sovits.config.inter_channels, noise_generator, self.device, self.dtype)
         # The window decoder reads the same list the streaming decoder appends to.
@@ -268,22 +364,12 @@ class GPTSoVITSEngine:
         def window(start: int, end: int) -> Samples:
             return _decode(sovits, tokens[start:end], start, target, prompt, noise, req)
 
-        decoding: _Decoding = {
-            "top_k": req.sampling.top_k,
-            "top_p": req.sampling.top_p,
-            "temperature": req.sampling.temperature,
-            "repetition_penalty": req.sampling.repetition_penalty,
-            "early_stop_num": t2s.default_early_stop_num,
-            "max_steps": self.settings.max_tokens,
-            "generator": sampler,
-        }
         try:
             if not req.stream:
                 # The official hand-over `y[-idx:]`: after a stop at the step cap (a runaway
                 # 60 s segment) it drops the first token, which a stream has already sent; on
                 # the normal EOS stop both paths decode the same tokens.
-                result = t2s.generate(phones, bert, prompt.semantic, **decoding)
-                tokens.extend(result.tokens.tolist())
+                tokens.extend(source.result().tokens.tolist())
                 yield window(0, len(tokens))
                 return
             s = self.settings
@@ -294,7 +380,7 @@ class GPTSoVITSEngine:
                 s.stream_crossfade_tokens,
                 tokens=tokens,
             )
-            for token in t2s.iter_tokens(phones, bert, prompt.semantic, **decoding):
+            for token in source.tokens():
                 audio = decoder.push(token)
                 if audio is not None and audio.size:
                     yield audio
@@ -303,6 +389,113 @@ class GPTSoVITSEngine:
             raise
         except ValueError as exc:  # shapes or ids the networks refuse: a bug or a bad voice
             raise InvalidInput(f"{NAME} could not synthesize this segment: {exc}") from None
+
+
+class _TokenSource(Protocol):
+    """Where one segment's semantic tokens come from."""
+
+    def result(self) -> T2SResult: ...
+
+    def tokens(self) -> Iterator[int]: ...
+
+
+@dataclass(frozen=True)
+class _Direct:
+    """Decoding in the caller's thread, alone (batching off)."""
+
+    t2s: Text2Semantic
+    job: T2SRequest
+
+    def _decoding(self) -> _Decoding:
+        job, sampler = self.job, torch.Generator(device=self.t2s.device)
+        sampler.manual_seed(job.seed)
+        return {
+            "top_k": job.sampling.top_k,
+            "top_p": job.sampling.top_p,
+            "temperature": job.sampling.temperature,
+            "repetition_penalty": job.sampling.repetition_penalty,
+            "early_stop_num": job.early_stop_num,
+            "max_steps": job.max_steps,
+            "generator": sampler,
+        }
+
+    def result(self) -> T2SResult:
+        return self.t2s.generate(
+            self.job.phones, self.job.bert, self.job.prompt, **self._decoding()
+        )
+
+    def tokens(self) -> Iterator[int]:
+        job = self.job
+        return self.t2s.iter_tokens(job.phones, job.bert, job.prompt, **self._decoding())
+
+
+@dataclass(frozen=True)
+class _Batched:
+    """A segment submitted to the GPT file's scheduler."""
+
+    batcher: Batcher
+    handle: RequestHandle
+
+    def result(self) -> T2SResult:
+        try:
+            return self.handle.result()
+        except ServingError as exc:
+            raise self._error(exc) from None
+
+    def tokens(self) -> Iterator[int]:
+        try:
+            for chunk in self.handle.chunks():
+                yield from chunk.tokens.tolist()
+        except ServingError as exc:
+            raise self._error(exc) from None
+
+    def _error(self, exc: ServingError) -> VoiceSealError:
+        if isinstance(exc, RequestCancelled):
+            why = self.batcher.failure(self.handle)
+            if why is None:
+                return Cancelled("the request was cancelled before its audio was complete")
+            return EngineFailed(f"{NAME} failed while decoding this request ({why})")
+        # The scheduler names an out-of-memory failure in its message (it frees the memory and
+        # goes on): the same request may well pass later, so it is a 503, not a 500.
+        if "out of memory" in str(exc):
+            return Overloaded(
+                f"{NAME} ran out of GPU memory for this request; retry later",
+                retry_after=RETRY_AFTER_S,
+            )
+        return EngineFailed(f"{NAME} failed on this request: {exc}")
+
+
+def _submit(
+    batcher: Batcher, jobs: list[T2SRequest], wait_for_room: Callable[[], bool] | None
+) -> list[RequestHandle]:
+    try:
+        return batcher.submit(jobs, wait_for_room=wait_for_room)
+    except QueueFull as exc:
+        if wait_for_room is not None:  # it waited for room until its request was cancelled
+            raise Cancelled("the request was cancelled while it waited for room") from None
+        raise Overloaded(
+            f"{NAME} is at capacity ({exc}); retry in a few seconds", retry_after=RETRY_AFTER_S
+        ) from None
+    except RequestTooLong as exc:
+        raise InvalidInput(
+            f"a sentence is too long for {NAME}'s batch slots: {exc} (or raise "
+            f"{env_name('batch_capacity')})"
+        ) from None
+    except ValueError as exc:
+        raise InvalidInput(f"{NAME} could not synthesize this text: {exc}") from None
+    except RuntimeError as exc:  # the engine is shutting down
+        raise EngineFailed(f"{NAME} is not serving: {exc}") from None
+
+
+def _cancel(handles: list[RequestHandle]) -> None:
+    for handle in handles:
+        if not handle.done:
+            handle.cancel()
+
+
+def _retire(item: LoadedGPT | SynthesizerTrn) -> None:
+    if isinstance(item, LoadedGPT):
+        item.retire()
 
 
 def wrap_text(text: str, limit: int) -> list[str]:

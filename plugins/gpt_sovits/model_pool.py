@@ -9,6 +9,9 @@ Loading happens outside the pool lock (a full-size SoVITS file takes seconds), w
 key so that concurrent requests for the same file load it once while other files load in
 parallel. Loaded models are used concurrently without locks: decoding keeps all its state
 (KV cache, noise, sampler) in per-call tensors and never writes to the modules.
+
+``on_evict`` is told about every model the pool lets go (outside the lock), so that what
+serves a model (a batching scheduler's thread) winds down with it.
 """
 
 from __future__ import annotations
@@ -33,10 +36,11 @@ class PoolStats:
 class ModelPool(Generic[T]):
     """A thread-safe LRU of loaded models keyed by file checksum."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, on_evict: Callable[[T], None] | None = None) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         self.capacity = capacity
+        self._on_evict = on_evict
         self._items: OrderedDict[str, T] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
@@ -55,15 +59,26 @@ class ModelPool(Generic[T]):
                 if found is not None:
                     return found
             model = load()
+            evicted: list[T] = []
             with self._lock:
                 self._loads += 1
                 self._items[key] = model
                 self._items.move_to_end(key)
                 while len(self._items) > self.capacity:
-                    self._items.popitem(last=False)
+                    evicted.append(self._items.popitem(last=False)[1])
                     self._evictions += 1
                 self._loading.pop(key, None)
+            if self._on_evict is not None:
+                for old in evicted:
+                    self._on_evict(old)
             return model
+
+    def clear(self) -> list[T]:
+        """Let every model go (shutdown) and return them, for the caller to close."""
+        with self._lock:
+            gone = list(self._items.values())
+            self._items.clear()
+        return gone
 
     def _hit(self, key: str) -> T | None:
         found = self._items.get(key)

@@ -46,7 +46,8 @@ def register_engines(register: Register) -> None:
         version=engine_version(),
         description=(
             "GPT-SoVITS v2/v2Pro/v2ProPlus from the community's checkpoint files, unchanged "
-            "(GPU or CPU); per-voice prompt cache, token-level streaming, LRU of loaded models"
+            "(GPU or CPU); per-voice prompt cache, token-level streaming, LRU of loaded models, "
+            "continuous batching of concurrent requests per GPT file"
         ),
         aliases=("gpt_sovits", "gptsovits"),
         unavailable=f"missing {', '.join(missing)} (pip install torch transformers)"
