@@ -349,7 +349,10 @@ class Orchestrator:
         """Yield (encoded bytes, info) per sentence; every byte is watermarked before it is yielded.
 
         The first sentence is held back until its speaker check passes, so a protected-voice match
-        stops the stream before any audio leaves. The record is written when the stream ends.
+        stops the stream before any audio leaves. The record is written when the stream ends; a
+        stream that ends early after some audio has left (the client went away, the engine
+        failed) is recorded as ``interrupted`` with its payload and what was sent, so that a piece
+        of it found later still traces back to this request.
         """
         s = self.runtime.settings
         sr = s.output_sample_rate
@@ -361,6 +364,7 @@ class Orchestrator:
         delivered: list[Audio] = []
         t0 = time.perf_counter()
         first = True
+        speaker: dict[str, Any] = {}
         gap = np.zeros(int(SENTENCE_GAP_S * sr), dtype=np.float32)
         if fmt == "wav":
             yield audio_io.wav_header(sr), {"type": "header"}
@@ -370,7 +374,7 @@ class Orchestrator:
                 if i:
                     piece = np.concatenate([gap, piece])
                 if first:
-                    self._check_speaker(plan, piece, sr)
+                    speaker = self._check_speaker(plan, piece, sr)
                     first = False
                     plan.timings_ms["first_chunk"] = (time.perf_counter() - t0) * 1e3
                 marked = embedder.push(piece)
@@ -388,14 +392,46 @@ class Orchestrator:
             delivered.append(tail)
             if tail.size:
                 yield audio_io.encode(tail, sr, "pcm"), {"type": "audio", "segment": -1}
-        except VoiceSealError as exc:
-            self._record_failure(plan, exc)
+        except BaseException as exc:
+            # Marked audio already handed out must stay traceable whatever ends the stream
+            # (GeneratorExit when the client goes away included); before that, a failure is
+            # recorded like any other.
+            if any(piece.size for piece in delivered):
+                self._record_interrupted(plan, delivered, sr, payload, speaker, exc)
+            elif isinstance(exc, VoiceSealError):
+                self._record_failure(plan, exc)
             raise
         full = np.concatenate(delivered) if delivered else np.zeros(0, np.float32)
         verdict = self._verify(plan, full, sr, payload, block=False)
         plan.timings_ms["total"] = (time.perf_counter() - t0) * 1e3
         gen_id, _ = self._record(plan, full, sr, payload, verdict, streamed=True)
         yield b"", {"type": "done", "generation_id": gen_id, "duration_s": len(full) / sr}
+
+    def _record_interrupted(
+        self,
+        plan: Plan,
+        delivered: list[Audio],
+        sr: int,
+        payload: int,
+        speaker: dict[str, Any],
+        exc: BaseException,
+    ) -> None:
+        """Record a stream that ended early after audio left: the payload, the hash and
+        landmarks of what was sent, the first sentence's speaker check, and why it ended."""
+        sent = np.concatenate(delivered)
+        if isinstance(exc, VoiceSealError):
+            reason = (getattr(exc, "code", "failed"), exc.message)
+        elif isinstance(exc, GeneratorExit):
+            reason = ("client_disconnected", "the client closed the stream")
+        else:
+            reason = ("engine_error", f"the stream failed: {type(exc).__name__}")
+        plan.timings_ms["interrupted_after_s"] = len(sent) / sr
+        try:
+            self._record(
+                plan, sent, sr, payload, dict(speaker), streamed=True, interrupted=reason
+            )
+        except Exception:  # the original end of the stream is what the caller must see
+            log.exception("could not record the interrupted stream of payload %08x", payload)
 
     # -- steps 6-8 helpers -----------------------------------------------------------------------
 
@@ -528,6 +564,7 @@ class Orchestrator:
         verdict: dict[str, Any],
         *,
         streamed: bool,
+        interrupted: tuple[str, str] | None = None,
     ) -> tuple[str, int]:
         req = plan.request
         engine = self.runtime.engine(plan.engine)
@@ -535,6 +572,9 @@ class Orchestrator:
         hashes = content_fp.landmarks(audio, sr)
         pcm = audio_io.encode(audio, sr, "pcm")
         status = "failed" if verdict.get("watermark_failed") else "delivered"
+        if interrupted is not None:
+            status = "interrupted"
+        code, reason = interrupted or (None, None)
         try:
             with transaction(self.sessions) as session:
                 gen = Generation(
@@ -544,6 +584,8 @@ class Orchestrator:
                     consent_id=plan.consent_id,
                     consent_version=plan.consent_version,
                     status=status,
+                    refusal_code=code,
+                    refusal_reason=reason,
                     purpose=req.purpose,
                     engine=engine.name,
                     engine_version=engine.version,

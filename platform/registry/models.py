@@ -300,7 +300,9 @@ class Generation(TimestampedMixin, Base):
     timings_ms: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
 
     __table_args__ = (
-        CheckConstraint("status IN ('delivered','refused','failed','violation')", name="status"),
+        CheckConstraint(
+            "status IN ('delivered','interrupted','refused','failed','violation')", name="status"
+        ),
         Index("ix_generations_tenant_created", "tenant_id", "created_at"),
     )
 

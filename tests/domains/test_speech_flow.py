@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -174,6 +175,58 @@ class TestHappyPath:
             files={"file": ("s.wav", audio_io.encode(samples, 24000, "wav"), "audio/wav")},
         ).json()
         assert traced["generation"]["id"] == events[-1]["generation_id"]
+
+    def test_stream_dropped_after_audio_left_stays_traceable(
+        self,
+        flow: Flow,
+        client: TestClient,
+        tenant: Tenant,
+        tenant_key: str,
+        auditor_key: str,
+        session_factory: sessionmaker[Session],
+    ) -> None:
+        _, voice = flow.registered_voice([tenant.id])
+        text = (
+            "This first sentence of the stream is long enough to carry its own watermark. "
+            "The client hangs up before this second sentence. Nor does it hear a third one."
+        )
+        with client.stream(
+            "POST",
+            "/v1/audio/speech",
+            headers=bearer(tenant_key),
+            json={"input": text, "voice": voice["id"], "response_format": "pcm",
+                  "stream_format": "audio"},
+        ) as r:
+            assert r.status_code == 200
+            first = next(c for c in r.iter_raw() if c)
+        # Leaving the block closed the response mid-stream: the pipeline is closed and what had
+        # already left is on record with its payload (the close runs after the response ends).
+        deadline = time.monotonic() + 60
+        while True:
+            with transaction(session_factory) as s:
+                row = s.scalar(
+                    select(Generation).where(
+                        Generation.voice_id == voice["id"], Generation.status == "interrupted"
+                    )
+                )
+                if row is not None:
+                    gen_id, payload, code = row.id, row.watermark_payload, row.refusal_code
+                    n_hashes = s.scalar(
+                        select(func.count()).where(FingerprintHash.generation_id == row.id)
+                    )
+                    break
+            assert time.monotonic() < deadline, "the interrupted stream was never recorded"
+            time.sleep(0.05)
+        assert payload is not None and code == "client_disconnected" and n_hashes
+        samples = np.frombuffer(first, "<i2").astype(np.float32) / 32767
+        traced = client.post(
+            "/v1/audit/detect",
+            headers=bearer(auditor_key),
+            files={"file": ("s.wav", audio_io.encode(samples, 24000, "wav"), "audio/wav")},
+        ).json()
+        assert traced["detected"] is True
+        assert traced["generation"]["id"] == gen_id
+        assert traced["generation"]["status"] == "interrupted"
 
     def test_every_response_format(
         self, flow: Flow, client: TestClient, tenant: Tenant, tenant_key: str
