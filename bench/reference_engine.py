@@ -5,6 +5,8 @@ Usage (from the repository root)::
     .venv/bin/python bench/reference_engine.py                   # full run (~5 min on 2 cores)
     .venv/bin/python bench/reference_engine.py --json out.json   # also write every figure
     .venv/bin/python bench/reference_engine.py --compare-kokoro  # add the Piper-vs-Kokoro table
+    .venv/bin/python bench/reference_engine.py --targets joe-deep,kokoro-alpha --sentences 10
+                                                                 # a quick subset while iterating
 
 What is measured, on one CPU core (``OMP_NUM_THREADS=1``, onnxruntime intra-op threads 1):
 
@@ -81,7 +83,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     parser.add_argument("--compare-kokoro", action="store_true", help="measure Kokoro-82M too")
+    parser.add_argument(
+        "--targets",
+        type=_target_list,
+        default=TARGETS,
+        help=f"comma-separated target voices (default: all {len(TARGETS)})",
+    )
+    parser.add_argument(
+        "--sentences",
+        type=int,
+        default=len(SENTENCES),
+        choices=range(1, len(SENTENCES) + 1),
+        metavar=f"1..{len(SENTENCES)}",
+        help="use only the first N sentences",
+    )
     args = parser.parse_args(argv)
+    sentences = SENTENCES[: args.sentences]
 
     kit = SampleKit(CACHE, threads=1)
     engine = ReferenceEngine(CACHE, threads=1)
@@ -94,21 +111,21 @@ def main(argv: list[str] | None = None) -> int:
     bare: list[np.ndarray[Any, Any]] = []
     synth_seconds = 0.0
     synth_wall = 0.0
-    for sentence in SENTENCES:
+    for sentence in sentences:
         start, cpu = time.perf_counter(), time.process_time()
         bare.append(engine.speak(sentence))
         synth_seconds += time.process_time() - cpu
         synth_wall += time.perf_counter() - start
     audio_seconds = sum(a.size for a in bare) / engine.capabilities.sample_rates[0]
     rate = engine.capabilities.sample_rates[0]
-    bare_wer = _wer(transcriber, bare, rate)
+    bare_wer = _wer(transcriber, sentences, bare, rate)
     bare_vectors = [encoder.embed(a, rate) for a in bare]
 
     rows: list[dict[str, Any]] = []
     transfer_seconds = 0.0
     transfer_wall = 0.0
     transfer_audio = 0.0
-    for name in TARGETS:
+    for name in args.targets:
         clips = [kit.clip(name, take=t) for t in REFERENCE_TAKES]
         fingerprint = _centroid([encoder.embed(c.audio, c.sample_rate) for c in clips])
         start = time.perf_counter()
@@ -140,14 +157,14 @@ def main(argv: list[str] | None = None) -> int:
                 "similarity_before": round(before, 4),
                 "similarity_after": round(after, 4),
                 "gain": round(after - before, 4),
-                "wer": round(_wer(transcriber, outputs, rate), 4),
+                "wer": round(_wer(transcriber, sentences, outputs, rate), 4),
             }
         )
         print(f"  {name}: done", file=sys.stderr, flush=True)
 
     results: dict[str, Any] = {
         "engine_version": engine.version,
-        "sentences": len(SENTENCES),
+        "sentences": len(sentences),
         "audio_seconds": round(audio_seconds, 2),
         "rtf_synthesis_1core": round(synth_seconds / audio_seconds, 4),
         "rtf_transfer_1core": round(transfer_seconds / transfer_audio, 4),
@@ -172,13 +189,29 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _wer(transcriber: WhisperTranscriber, clips: list[np.ndarray[Any, Any]], rate: int) -> float:
+def _target_list(value: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    unknown = [n for n in names if n not in TARGETS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown target voice(s) {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(TARGETS)}"
+        )
+    return names
+
+
+def _wer(
+    transcriber: WhisperTranscriber,
+    sentences: tuple[str, ...],
+    clips: list[np.ndarray[Any, Any]],
+    rate: int,
+) -> float:
     """Corpus WER: word edits summed over sentences, over reference words summed."""
     from voiceseal_plugins.whisper_transcriber import normalise_words
 
     errors = 0.0
     words = 0
-    for sentence, audio in zip(SENTENCES, clips, strict=True):
+    for sentence, audio in zip(sentences, clips, strict=True):
         n = len(normalise_words(sentence))
         errors += word_error_rate(sentence, transcriber.transcribe(audio, rate, "en").text) * n
         words += n
@@ -211,7 +244,7 @@ def _compare_kokoro(kit: SampleKit, transcriber: WhisperTranscriber) -> list[dic
             {
                 "style": style,
                 "rtf_1core": round(seconds / duration, 4),
-                "wer": round(_wer(transcriber, clips, SAMPLE_RATE), 4),
+                "wer": round(_wer(transcriber, SENTENCES, clips, SAMPLE_RATE), 4),
             }
         )
     return rows

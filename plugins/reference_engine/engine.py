@@ -1,8 +1,10 @@
 """The reference engine: Piper speech, then WORLD timbre transfer toward the registered voice.
 
 Honest about what it is: a baseline that runs anywhere on one CPU core with nothing to download,
-not a cloning model. It moves pitch level and range, vocal-tract length and long-term spectral
-colour toward the target; prosody, accent and voice quality stay the bundled voice's.
+not a cloning model. It moves pitch level (by at most :data:`timbre.MAX_F0_SHIFT`) and range,
+vocal-tract length and long-term spectral colour toward the target below 4 kHz, and keeps the
+bundled voice's own signal above (:mod:`bands`: WORLD smears consonants); prosody, accent and voice
+quality stay the bundled voice's.
 
 Deterministic: the Piper model runs on its noise-free path and WORLD reseeds its noise generator on
 every synthesis, so the same text, voice and speed give the same samples for every seed.
@@ -32,7 +34,7 @@ from voiceseal.contracts import (
     VoiceHandle,
 )
 from voiceseal.errors import InvalidAudio, InvalidInput
-from voiceseal_plugins.reference_engine import timbre, world
+from voiceseal_plugins.reference_engine import bands, timbre, world
 from voiceseal_plugins.reference_engine.piper_voice import (
     F0_RANGE_HZ,
     LANGUAGE,
@@ -75,7 +77,10 @@ class ReferenceEngine:
         device="cpu",
         extra={
             "base_voice": "Piper joe (en-US, medium), noise-free",
-            "voice_transfer": "WORLD: log-F0 statistics, formant warp, long-term equaliser",
+            "voice_transfer": (
+                "WORLD below 4 kHz: log-F0 statistics, formant warp, long-term equaliser; "
+                "the bundled voice's own signal above"
+            ),
             "deterministic": True,
             "seed": "ignored: every seed gives the same output",
             "speed_range": list(SPEED_RANGE),
@@ -112,9 +117,7 @@ class ReferenceEngine:
         audio = self._speaker.speak(CALIBRATION_TEXT)
         # Measured with the same F0 tracker the synthesis path uses, so the statistics that
         # apply_transfer maps from describe exactly what it will see.
-        profile = timbre.measure_profile(
-            [world.analyse(audio, SAMPLE_RATE, accurate=False, f0_range=F0_RANGE_HZ)]
-        )
+        profile = timbre.measure_profile([_analyse_source(audio)])
         self._cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps(profile.to_json()))
@@ -174,17 +177,19 @@ class ReferenceEngine:
     def transfer(
         self, audio: npt.NDArray[np.float32], plan: timbre.TransferPlan
     ) -> npt.NDArray[np.float32]:
-        """Stage 2: move Piper audio (N,) onto the plan's target voice; same level, peak-limited."""
+        """Stage 2: move Piper audio (N,) onto the plan's target voice; same length and level,
+        peak-limited."""
         if audio.size == 0:
             return audio
-        features = world.analyse(audio, SAMPLE_RATE, accurate=False, f0_range=F0_RANGE_HZ)
-        out = world.synthesise(timbre.apply_transfer(features, plan))
+        moved = world.synthesise(timbre.apply_transfer(_analyse_source(audio), plan))
         # WORLD output level follows the envelope gain; keep the source's loudness so the core's
-        # loudness normaliser sees speech-like levels, then keep the peak under the ceiling.
+        # loudness normaliser sees speech-like levels (and the two bands below join at one level),
+        # then keep the peak under the ceiling.
         source_rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
-        out_rms = float(np.sqrt(np.mean(np.square(out, dtype=np.float64))))
-        if out_rms > 0.0:
-            out = out * (source_rms / out_rms)
+        moved_rms = float(np.sqrt(np.mean(np.square(moved, dtype=np.float64))))
+        if moved_rms > 0.0:
+            moved = moved * (source_rms / moved_rms)
+        out = bands.keep_high_band(moved, audio, SAMPLE_RATE)
         peak = float(np.max(np.abs(out))) if out.size else 0.0
         if peak > PEAK_CEILING:
             out = out * (PEAK_CEILING / peak)
@@ -240,6 +245,12 @@ class ReferenceEngine:
                 "was requested"
             )
         return voice.state
+
+
+def _analyse_source(audio: npt.NDArray[np.float32]) -> world.WorldFeatures:
+    """WORLD analysis of the bundled voice, as both the calibration and the synthesis path do it
+    (one tracker, so the statistics apply_transfer maps from describe what it will see)."""
+    return world.analyse(audio, SAMPLE_RATE, accurate=False, f0_range=F0_RANGE_HZ, fold_octave=True)
 
 
 def engine_version() -> str:

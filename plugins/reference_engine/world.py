@@ -23,6 +23,11 @@ F0_CEIL_HZ = 700.0
 #: CheapTrick's FFT length at the engine's 22.05 kHz: its implied F0 floor (3 fs / fft) is 65 Hz;
 #: lower F0 frames are analysed as if at that floor, which only blurs their envelope slightly.
 FFT_SIZE = 1024
+#: DIO's tolerance for F0 disagreement between neighbouring frames before it calls a frame
+#: unvoiced (its default is 0.1). Used with octave folding: VITS speech has a steady but weak
+#: fundamental, and 0.15 keeps voiced ~20 % more of the frames pYIN hears as voiced, which
+#: WORLD would otherwise render as noise (bench: 1.4 points less word error rate).
+FOLDED_DIO_ALLOWED_RANGE = 0.15
 
 # WORLD's synthesis draws its aperiodic noise from one process-wide generator that it reseeds at
 # the start of every call; two calls interleaving on different threads would share that state and
@@ -63,6 +68,7 @@ def analyse(
     *,
     accurate: bool,
     f0_range: tuple[float, float] = (F0_FLOOR_HZ, F0_CEIL_HZ),
+    fold_octave: bool = False,
 ) -> WorldFeatures:
     """Decompose ``audio`` (N,) into F0, spectral envelope and aperiodicity.
 
@@ -70,18 +76,38 @@ def analyse(
     (enough for clean synthetic speech, used on the synthesis path). ``f0_range`` bounds the F0
     search; a known voice deserves a tight range, since both trackers readily lock onto the second
     harmonic of low voices whose fundamental is weak.
+
+    ``fold_octave`` (DIO only) is the better answer for a voice whose range is known: DIO searches
+    up to twice the ceiling and every estimate above the ceiling is taken as the second harmonic
+    and halved before StoneMask refines it. A tight search range alone makes DIO give up on those
+    frames instead: on the bundled Piper voice it then calls only ~20 % of the frames pYIN finds
+    voiced, against ~75 % with folding (and :data:`FOLDED_DIO_ALLOWED_RANGE`), and WORLD renders
+    the rest as whispered noise.
     """
     pyworld = _pyworld()
     floor, ceil = f0_range
     x = np.ascontiguousarray(audio, dtype=np.float64)
     if accurate:
+        if fold_octave:
+            raise ValueError("octave folding is a DIO option; Harvest does not need it")
         f0, times = pyworld.harvest(
             x, sample_rate, f0_floor=floor, f0_ceil=ceil, frame_period=FRAME_PERIOD_MS
         )
     else:
-        raw, times = pyworld.dio(
-            x, sample_rate, f0_floor=floor, f0_ceil=ceil, frame_period=FRAME_PERIOD_MS
-        )
+        if fold_octave:
+            raw, times = pyworld.dio(
+                x,
+                sample_rate,
+                f0_floor=floor,
+                f0_ceil=2.0 * ceil,
+                frame_period=FRAME_PERIOD_MS,
+                allowed_range=FOLDED_DIO_ALLOWED_RANGE,
+            )
+            raw = np.where(raw > ceil, raw / 2.0, raw)
+        else:
+            raw, times = pyworld.dio(
+                x, sample_rate, f0_floor=floor, f0_ceil=ceil, frame_period=FRAME_PERIOD_MS
+            )
         f0 = pyworld.stonemask(x, raw, times, sample_rate)
     sp = pyworld.cheaptrick(x, f0, times, sample_rate, fft_size=FFT_SIZE)
     ap = pyworld.d4c(x, f0, times, sample_rate, fft_size=FFT_SIZE)

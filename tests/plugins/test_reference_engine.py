@@ -22,7 +22,7 @@ from voiceseal.contracts import (
 from voiceseal.errors import InvalidAudio, InvalidInput
 from voiceseal.plugins import get_plugin_manager
 from voiceseal_plugins import resemblyzer_encoder
-from voiceseal_plugins.reference_engine import plugin, timbre, world
+from voiceseal_plugins.reference_engine import bands, plugin, timbre, world
 from voiceseal_plugins.reference_engine.engine import ReferenceEngine
 from voiceseal_plugins.reference_engine.samples import (
     SAMPLE_VOICES,
@@ -246,11 +246,86 @@ class TestTimbre:
         moved = timbre.warp_envelope(envelope[np.newaxis, :], 1.1, SR)[0]
         assert abs(freqs[int(np.argmax(moved))] - 1100.0) < freqs[1]
 
+    def test_pitch_level_moves_at_most_the_limit(self) -> None:
+        frames = 200
+        f0 = np.full(frames, 100.0)
+        bins = world.FFT_SIZE // 2 + 1
+        features = world.WorldFeatures(
+            f0=f0, sp=np.ones((frames, bins)), ap=np.zeros((frames, bins)), sample_rate=SR
+        )
+
+        def moved_to(target_hz: float) -> float:
+            plan = timbre.TransferPlan(
+                source_logf0=(float(np.log(100.0)), 0.2),
+                target_logf0=(float(np.log(target_hz)), 0.2),
+                warp=1.0,
+                eq_db=np.zeros(bins),
+                sample_rate=SR,
+            )
+            return float(np.median(timbre.apply_transfer(features, plan).f0))
+
+        assert moved_to(180.0) == pytest.approx(180.0)
+        assert moved_to(400.0) == pytest.approx(100.0 * timbre.MAX_F0_SHIFT)
+        assert moved_to(20.0) == pytest.approx(100.0 / timbre.MAX_F0_SHIFT)
+
     def test_profile_round_trips_through_json(self, ref_engine: ReferenceEngine) -> None:
         profile = ref_engine.source_profile
         restored = timbre.VoiceProfile.from_json(json.loads(json.dumps(profile.to_json())))
         assert restored.logf0_mean == pytest.approx(profile.logf0_mean)
         np.testing.assert_allclose(restored.envelope_db, profile.envelope_db, atol=1e-3)
+
+
+class TestWorldPath:
+    def test_octave_folding_finds_the_weak_fundamental_of_the_bundled_voice(
+        self, ref_engine: ReferenceEngine
+    ) -> None:
+        audio = ref_engine.speak("The juice of lemons makes fine punch.")
+        low, high = 55.0, 150.0
+        tight = world.analyse(audio, SR, accurate=False, f0_range=(low, high))
+        folded = world.analyse(audio, SR, accurate=False, f0_range=(low, high), fold_octave=True)
+        assert folded.voiced.mean() > 1.5 * tight.voiced.mean()
+        assert low * 0.9 < float(np.median(folded.f0[folded.voiced])) < high
+
+    def test_octave_folding_is_refused_for_harvest(self) -> None:
+        with pytest.raises(ValueError, match="DIO option"):
+            world.analyse(np.zeros(SR, dtype=np.float32), SR, accurate=True, fold_octave=True)
+
+    def test_transfer_keeps_length_and_the_source_above_the_crossover(
+        self, ref_engine: ReferenceEngine, high_voice: VoiceHandle
+    ) -> None:
+        audio = ref_engine.speak("Smoky fires lack flame and heat.")
+        moved = ref_engine.transfer(audio, high_voice.state)
+        assert moved.size == audio.size and moved.dtype == np.float32
+        freqs = np.fft.rfftfreq(audio.size, 1.0 / SR)
+        top = freqs > bands.CROSSOVER_HZ + bands.CROSSOVER_WIDTH_HZ
+        # Above the crossover only the level changes (loudness match, peak limit).
+        a, b = np.fft.rfft(audio)[top], np.fft.rfft(moved)[top]
+        gain = float(np.vdot(a, b).real / np.vdot(a, a).real)
+        residual = float(np.sum(np.abs(b - gain * a) ** 2) / np.sum(np.abs(a) ** 2))
+        assert residual < 0.01
+        assert 0.3 < gain < 3.0
+
+
+class TestBands:
+    def test_each_band_comes_from_its_own_signal(self) -> None:
+        t = np.arange(SR) / SR
+        low_tone = np.sin(2 * np.pi * 500.0 * t)
+        high_tone = np.sin(2 * np.pi * 7000.0 * t)
+        out = bands.keep_high_band(low_tone + 0.5 * high_tone, 0.5 * low_tone + high_tone, SR)
+        inner = slice(SR // 10, -SR // 10)  # away from the clip's abrupt ends
+        np.testing.assert_allclose(out[inner], (low_tone + high_tone)[inner], atol=1e-2)
+
+    def test_identical_signals_pass_unchanged(self) -> None:
+        noise = np.random.default_rng(0).standard_normal(5000)
+        np.testing.assert_allclose(bands.keep_high_band(noise, noise, SR), noise, atol=1e-9)
+
+    def test_output_has_the_length_of_the_original(self) -> None:
+        out = bands.keep_high_band(np.ones(90), np.zeros(100), SR)
+        assert out.shape == (100,)
+
+    def test_crossover_above_nyquist_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="Nyquist"):
+            bands.keep_high_band(np.zeros(10), np.zeros(10), 8000, crossover_hz=4000.0)
 
 
 class TestSentences:
