@@ -1,17 +1,17 @@
 """Blind detection: search alignment and replay speed by the sync tiles, then decode.
 
-For one speed hypothesis the detector folds the relative features onto the 1 s block for each
-sub-frame phase, and correlates the fold with the keyed sync chips at every block offset (a
-cyclic shift). The statistic is
+For a set of speed hypotheses at once, the detector folds the weighted relative features onto
+the 1 s block for each sub-frame phase, and correlates the fold with the keyed sync chips at
+every block offset (a cyclic shift: one matrix product scores them all). The statistic is
 
     z = sum_t s_t F_t / sqrt(sum_t F_t^2)        (t over the sync tiles)
 
 with s_t the keyed ±1 chips and F_t the folded feature. On audio that does not carry this key's
 mark, the chips are independent of F, so by Hoeffding's inequality P(z >= tau) <= exp(-tau^2 / 2)
-whatever the audio is. Hypotheses at or above their stage's threshold (:func:`thresholds`) are
-decoded with Viterbi, and accepted only if the 16-bit keyed tag verifies, which is independent of
-the sync chips. README.md derives the thresholds from the number of hypotheses so that a false
-detection has probability <= 1e-6 per clip.
+whatever the audio is. Each stage (the clip's own speed; the speed search) decodes at most
+DECODE_CANDIDATES of its best hypotheses at or above its threshold, and accepts one only if the
+24-bit keyed tag verifies, which is independent of the sync chips. :func:`false_positive_bound`
+(derived in README.md) bounds a false detection by about 3e-7 per clip.
 """
 
 from __future__ import annotations
@@ -28,24 +28,29 @@ from voiceseal_plugins.watermark.features import Spectrum
 
 #: Target bound on the probability of a false detection, per clip analysed.
 FALSE_POSITIVE_BOUND = 1e-6
-#: Share of that bound spent on the clip's own speed; the rest goes to the speed search.
-OWN_SPEED_SHARE = 0.1
+#: Sync statistic a hypothesis needs to be decoded, at the clip's own speed and in the speed
+#: search. With a 24-bit tag and at most DECODE_CANDIDATES decodes per stage the bound holds
+#: whatever they are (see :func:`false_positive_bound`); they save decoding time on unmarked
+#: audio, and sit below the statistic of marked clips under the attacks that matter.
+SYNC_THRESHOLD_OWN = 3.0
+SYNC_THRESHOLD_SEARCH = 4.0
 #: Replay speeds searched when the clip does not decode at its own speed.
 SPEED_RANGE = (0.8, 1.25)
 #: Coarse grid: relative step, clip seconds analysed, detection frames per mark frame. At a
-#: speed error e the alignment drifts by e * (frames analysed): 0.35 % over 1.5 s is a quarter
-#: frame, so the grid point nearest the true speed still lines up.
-COARSE_SPEED_STEP = 0.007
-COARSE_SECONDS = 1.5
-COARSE_PER_FRAME = 4
-#: Fine grid around the best coarse speeds, on up to FINE_SECONDS of the clip; half a step of
-#: error (0.075 %) drifts 0.11 frame over 3 s.
-FINE_SPEED_STEP = 0.0015
+#: speed error e the alignment drifts by e * (seconds analysed): half a step (0.5 %) over 1 s is
+#: 5 ms, a quarter frame, so the grid point nearest the true speed still lines up. The coarse
+#: stage only ranks speeds (it never decodes), so it skips the costlier weights.
+COARSE_SPEED_STEP = 0.01
+COARSE_SECONDS = 1.0
+COARSE_PER_FRAME = 2
+#: Fine grid around the best coarse speed, on up to FINE_SECONDS of the clip; half a fine step
+#: of error (0.125 %) drifts 3.75 ms over 3 s; the grid reaches 0.75 % each way, since the best
+#: coarse speed is often the neighbour of the nearest one.
+FINE_SPEED_STEP = 0.0025
 FINE_SPEED_SPAN = 3  # fine steps each side of a coarse speed
 FINE_SECONDS = 3.0
 FINE_PER_FRAME = 4
-REFINED_SPEEDS = 2
-#: Candidates above threshold decoded per stage, best first.
+#: Most hypotheses decoded per stage, best first (the false-positive bound counts them).
 DECODE_CANDIDATES = 3
 #: Shortest clip the detector analyses.
 MIN_SECONDS = 1.5
@@ -54,11 +59,11 @@ Array = npt.NDArray[np.float64]
 
 
 def _coarse_speeds() -> Array:
-    """Log-spaced speeds including both ends of SPEED_RANGE, steps at most COARSE_SPEED_STEP,
-    without those next to 1 (the clip's own speed is searched first)."""
+    """Log-spaced speeds including both ends of SPEED_RANGE, steps at most COARSE_SPEED_STEP.
+    Speeds near 1 stay in: a clip 0.5 % off speed drifts too far over 3 s for the own-speed
+    stage, and the fine grid around them covers it."""
     lo, hi = (math.log(s) for s in SPEED_RANGE)
-    grid = np.exp(np.linspace(lo, hi, math.ceil((hi - lo) / COARSE_SPEED_STEP) + 1))
-    return grid[np.abs(np.log(grid)) > COARSE_SPEED_STEP / 2]
+    return np.exp(np.linspace(lo, hi, math.ceil((hi - lo) / COARSE_SPEED_STEP) + 1))
 
 
 def _fine_factors() -> Array:
@@ -79,23 +84,34 @@ def speed_search_hypotheses() -> int:
     return len(_coarse_speeds()) * len(_fine_factors()) * hypotheses_per_speed(FINE_PER_FRAME)
 
 
-def _tau(hypotheses: int, budget: float) -> float:
-    """tau with hypotheses * exp(-tau^2/2) * 2^-TAG_BITS <= budget."""
-    return math.sqrt(2.0 * math.log(hypotheses * 2.0**-code.TAG_BITS / budget))
-
-
 def thresholds() -> tuple[float, float]:
     """Sync thresholds at the clip's own speed and in the speed search."""
-    own = _tau(hypotheses_per_speed(), OWN_SPEED_SHARE * FALSE_POSITIVE_BOUND)
-    search = _tau(speed_search_hypotheses(), (1.0 - OWN_SPEED_SHARE) * FALSE_POSITIVE_BOUND)
-    return own, search
+    return SYNC_THRESHOLD_OWN, SYNC_THRESHOLD_SEARCH
 
 
-def chance(z: float, at_own_speed: bool) -> float:
-    """Union bound on the probability that an unmarked clip reaches sync statistic ``z`` in its
-    stage and passes the tag (the complement is reported as confidence)."""
-    h = hypotheses_per_speed() if at_own_speed else speed_search_hypotheses()
-    return min(1.0, h * math.exp(-0.5 * z * z) * 2.0**-code.TAG_BITS)
+def _stage_chance(z: float, hypotheses: int) -> float:
+    """Bound on the chance that one stage falsely accepts an unmarked clip at sync statistic
+    ``z`` or above: it decodes at most DECODE_CANDIDATES hypotheses, and on average at most
+    ``hypotheses * exp(-z^2/2)`` reach ``z`` (Hoeffding); each passes the tag with 2^-TAG_BITS."""
+    attempts = min(float(DECODE_CANDIDATES), hypotheses * math.exp(-0.5 * z * z))
+    return attempts * 2.0**-code.TAG_BITS
+
+
+def false_positive_bound() -> float:
+    """The design's bound on the probability of a false detection per clip (README.md)."""
+    own, search = thresholds()
+    return _stage_chance(own, hypotheses_per_speed()) + _stage_chance(
+        search, speed_search_hypotheses()
+    )
+
+
+def chance(z: float) -> float:
+    """Bound on the probability that an unmarked clip yields a detection with sync statistic
+    ``z`` or more, in either stage (the complement is reported as confidence)."""
+    return min(
+        1.0,
+        _stage_chance(z, hypotheses_per_speed()) + _stage_chance(z, speed_search_hypotheses()),
+    )
 
 
 @dataclass(frozen=True)
@@ -109,12 +125,14 @@ class Candidate:
     offset: int
     #: Folded features aligned to the block, shape (BLOCK_FRAMES, n_bands).
     folded: Array
+    #: Where in the clip (seconds) the analysed stretch starts.
+    origin: float = 0.0
 
     @property
     def start_seconds(self) -> float:
-        """Start of the first complete block in the clip, in seconds of the clip."""
+        """Start of the first complete block in the analysed stretch, in seconds of the clip."""
         first = (-self.offset) % layout.BLOCK_FRAMES
-        return (
+        return self.origin + (
             (first * self.per_frame + self.phase)
             * layout.FRAME_SECONDS
             / self.per_frame
@@ -143,37 +161,61 @@ class Detector:
         # Row r of these holds the sync chips (and sync mask) that fold row u meets at offset r,
         # i.e. tile (u + r) mod B, flattened over (u, band): one matrix product scores all offsets.
         rolled = np.stack([np.roll(sync, -r, axis=0) for r in range(b)])
-        self._sync_by_offset = rolled.reshape(b, b * nb)
-        self._mask_by_offset = (rolled != 0).astype(np.float64).reshape(b, b * nb)
+        self._sync_by_offset = rolled.reshape(b, b * nb).astype(np.float32)
+        self._mask_by_offset = (rolled != 0).astype(np.float32).reshape(b, b * nb)
         self._data = ~lay.sync
         self.tau_own, self.tau_search = thresholds()
+        if false_positive_bound() > FALSE_POSITIVE_BOUND:
+            raise RuntimeError("watermark detector settings break the false-positive bound")
 
     def search(
-        self, spectrum: Spectrum, speed: float, per_frame: int, max_seconds: float | None = None
+        self,
+        spectrum: Spectrum,
+        speeds: Array,
+        per_frame: int,
+        max_seconds: float | None = None,
+        keep: int = DECODE_CANDIDATES,
+        start: int = 0,
+        reliability: bool = True,
     ) -> list[Candidate]:
-        """All (phase, offset) hypotheses at one speed; the best DECODE_CANDIDATES, best first."""
-        feats = spectrum.band_features(speed, per_frame, max_seconds)
-        b, nb = layout.BLOCK_FRAMES, feats.shape[1]
+        """Every (speed, phase, offset) hypothesis for ``speeds`` at once; the best ``keep``,
+        best first."""
+        speeds = np.asarray(speeds, dtype=np.float64).reshape(-1)
+        origin = start * layout.FRAME_SECONDS / OWN_PER_FRAME
+        feats = spectrum.band_features(
+            speeds, per_frame, max_seconds, start=start, reliability=reliability
+        )
+        n_speeds, n_rows, nb = feats.shape
+        b = layout.BLOCK_FRAMES
         period = b * per_frame
-        padded = np.zeros((-(-len(feats) // period) * period, nb))
-        padded[: len(feats)] = feats
-        # folds[u, q, band]: sum over blocks of mark frame u of the block at sub-frame phase q.
-        folds = padded.reshape(-1, b, per_frame, nb).sum(axis=0)
-        flat = folds.transpose(0, 2, 1).reshape(b * nb, per_frame)
-        num = self._sync_by_offset @ flat  # (offset, phase)
-        den = np.sqrt(self._mask_by_offset @ flat**2)
-        z = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+        n_blocks = max(1, -(-n_rows // period))
+        if n_blocks * period != n_rows:
+            padded = np.zeros((n_speeds, n_blocks * period, nb), dtype=feats.dtype)
+            padded[:, :n_rows] = feats
+            feats = padded
+        # folds[s, u, q, band]: sum over blocks of mark frame u of the block at sub-frame phase q.
+        folds = feats.reshape(n_speeds, n_blocks, b, per_frame, nb).sum(axis=1)
+        flat = folds.transpose(0, 2, 1, 3).reshape(n_speeds * per_frame, b * nb)
+        flat = flat.astype(np.float32, copy=False)
+        num = flat @ self._sync_by_offset.T  # (speed * phase, offset)
+        den = np.sqrt((flat * flat) @ self._mask_by_offset.T)
+        z = np.divide(num, den, out=np.zeros_like(num), where=den > 0).reshape(-1)
+        best = np.argpartition(z, -keep)[-keep:] if len(z) > keep else np.arange(len(z))
         out = []
-        for index in np.argsort(z, axis=None)[::-1][:DECODE_CANDIDATES]:
-            r, q = divmod(int(index), per_frame)
-            aligned = np.roll(folds[:, q, :], r, axis=0)  # row t: fold row (t - r) mod B
-            out.append(Candidate(float(z[r, q]), speed, per_frame, q, r, aligned))
+        for index in best[np.argsort(z[best])[::-1]]:
+            row, r = divmod(int(index), b)
+            si, q = divmod(row, per_frame)
+            aligned = np.roll(folds[si, :, q, :], r, axis=0).astype(np.float64)
+            out.append(
+                Candidate(float(z[index]), float(speeds[si]), per_frame, q, r, aligned, origin)
+            )
         return out
 
     def _soft(self, folded: Array) -> Array:
         """Soft code symbols: each data tile's fold times its chip, summed per symbol."""
         lay = self._layout
-        values = (lay.chips * folded)[self._data]
+        signed = lay.chips * folded
+        values = signed[self._data]
         soft = np.bincount(lay.symbol[self._data], weights=values, minlength=lay.n_symbols)
         return soft.astype(np.float64)
 
@@ -189,28 +231,37 @@ class Detector:
     def best_guess(self, spectrum: Spectrum) -> tuple[Candidate, npt.NDArray[np.uint8]]:
         """The best hypothesis at the clip's own speed and its decoded bits, accepted or not
         (for benchmarks: bit accuracy below the detection threshold)."""
-        best = self.search(spectrum, 1.0, OWN_PER_FRAME)[0]
+        best = self.search(spectrum, np.ones(1), OWN_PER_FRAME)[0]
         return best, code.viterbi(self._soft(best.folded))[0]
 
     def detect(self, spectrum: Spectrum) -> Decoded | None:
         if not spectrum.carries_anything:
             return None
-        found = self._try(self.search(spectrum, 1.0, OWN_PER_FRAME), self.tau_own)
+        found = self._try(self.search(spectrum, np.ones(1), OWN_PER_FRAME), self.tau_own)
         if found is not None:
             return found
-        coarse = [
-            self.search(spectrum, float(s), COARSE_PER_FRAME, COARSE_SECONDS)[0]
-            for s in _coarse_speeds()
-        ]
-        coarse.sort(key=lambda c: -c.z)
-        refined: list[Candidate] = []
-        for best in coarse[:REFINED_SPEEDS]:
-            for f in _fine_factors():
-                refined.extend(
-                    self.search(spectrum, best.speed * float(f), FINE_PER_FRAME, FINE_SECONDS)
-                )
-        refined.sort(key=lambda c: -c.z)
-        return self._try(refined[:DECODE_CANDIDATES], self.tau_search)
+        # Both grids read the busiest stretch of the clip (pauses carry no mark): the coarse
+        # one a second of marked time at any speed of the range, the fine one up to
+        # FINE_SECONDS around the best coarse speed. Measured on speed-changed clips: the best
+        # coarse speed is the right one to within the fine grid's reach.
+        start = spectrum.busiest(COARSE_SECONDS / SPEED_RANGE[0])
+        best = self.search(
+            spectrum,
+            _coarse_speeds(),
+            COARSE_PER_FRAME,
+            COARSE_SECONDS,
+            keep=1,
+            start=start,
+            reliability=False,
+        )[0]
+        refined = self.search(
+            spectrum,
+            best.speed * _fine_factors(),
+            FINE_PER_FRAME,
+            FINE_SECONDS,
+            start=spectrum.busiest(FINE_SECONDS / best.speed),
+        )
+        return self._try(refined, self.tau_search)
 
     def _try(self, candidates: list[Candidate], tau: float) -> Decoded | None:
         for candidate in candidates:

@@ -1,15 +1,23 @@
 """Detector features: per-bin log power relative to the neighbouring mark frames, per band.
 
-The clip (already at ``DETECT_RATE``) is analysed once with 20 ms Hann frames every 2.5 ms. A
-replay-speed hypothesis then costs a gather: rows are picked at the scaled times and bins are read
-at the scaled frequencies (linear interpolation of log power), with no new analysis.
+The clip (already at ``DETECT_RATE``) is analysed once with 20 ms Hann frames every 5 ms. A
+replay-speed hypothesis then costs a gather: rows are picked at the scaled times and bands are read
+over their scaled frequency ranges, with no new analysis. Bands are read from running sums over
+the bins (of normalised log power and of power), so a band at any speed is the difference of two
+interpolated running sums: the cost per (row, band) is constant, and many speeds are read at once.
 
-For every bin, the feature at detection frame i is ``L[i] - (L[i - Q] + L[i + Q]) / 2``, with
-``L`` the log power and Q detection frames per mark frame: comparing a bin with itself one mark
-frame earlier and later cancels the host's stationary parts (steady harmonics, the envelope), as
-audiowmark's detector does, while the mark, whose sign is independent from frame to frame,
-survives. Per-bin features are normalised and averaged over each band: averaging logs of single
-bins is far less disturbed by moving harmonics than the log of a band's energy.
+For every band, the feature at detection frame i is ``B[i] - (B[i - Q] + B[i + Q]) / 2``, with
+``B`` the mean normalised log power of its bins and Q detection frames per mark frame: comparing a
+band with itself one mark frame earlier and later cancels the host's stationary parts (steady
+harmonics, the envelope), as audiowmark's detector does, while the mark, whose sign is
+independent from frame to frame, survives.
+
+Each (frame, band) feature is normalised by its band's scale and by its local RMS (the host's
+own change varies a lot: onsets, pitch jumps), then weighted as a matched filter would: by the
+strength the embedder gave that tile, recomputed from the received spectrum with the embedder's
+own rule (:func:`_expected`), and by the share of the tile's power above the band's noise floor
+(:func:`_reliability`). Weights and scales are functions of the audio alone, never of the key,
+which keeps the false-positive bound of ``detect`` valid.
 """
 
 from __future__ import annotations
@@ -19,117 +27,159 @@ from functools import cache
 
 import numpy as np
 import numpy.typing as npt
+import scipy.fft
+from scipy.ndimage import uniform_filter1d
 
-from voiceseal_plugins.watermark import layout
+from voiceseal_plugins.watermark import embed, layout
 
 Array = npt.NDArray[np.float64]
 
 #: Percentile of a band's power over the clip taken as its noise floor.
 NOISE_PERCENTILE = 3.0
-#: Fine analysis hop: 2.5 ms, 1/8 of a mark frame.
-FINE_PER_FRAME = 8
+#: Analysis hop: 5 ms, 1/4 of a mark frame (a 2.5 ms hop found nothing more on speech).
+FINE_PER_FRAME = 4
+#: Bins whose loudest frame is more than this power ratio below the loudest bin carry nothing
+#: (removed by a filter: what is left is window leakage from the pass band).
+LIVE_RANGE = 1e5
+#: A frame counts as active within this power ratio of the clip's loudest frame.
+ACTIVE_RANGE = 1e3
+#: Local normalisation: span in mark frames, and the floor (in units of the band's scale
+#: squared) that keeps quiet stretches from being blown up.
+LOCAL_SPAN = 3
+LOCAL_EPS = 0.1
+#: Features are clipped at this many (robust) standard deviations.
+CLIP = 3.0
 
 
 @cache
-def _band_of_bin() -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], Array]:
-    """Marked bin indices, their band, and each band's size in bins."""
-    edges = layout.band_edges()
-    bins = np.arange(edges[0], edges[-1])
-    band = np.searchsorted(edges, bins, side="right") - 1
-    return bins, band, np.diff(edges).astype(np.float64)
+def _edges() -> npt.NDArray[np.float64]:
+    """Band edges as positions on the running-sum axis: bin k covers [k, k + 1)."""
+    return layout.band_edges().astype(np.float64)
+
+
+@cache
+def _sizes() -> Array:
+    return np.diff(layout.band_edges()).astype(np.float64)
 
 
 @dataclass(frozen=True)
 class Spectrum:
-    """Power and log power of a clip at the detector rate, shape (fine frames, bins), single
-    precision, and the inverse robust scale of each bin's relative log power (0 for bins that
-    carry nothing)."""
+    """A clip analysed at the detector rate: per fine frame and bin k, the running sum of the
+    normalised log power over the bins below k, that bin's value, the running sum of the power
+    over bins from k up, and that bin's power; shape (4, fine frames * (bins + 1)), flat so that
+    one index array reads every table. And whether any bin carries something."""
 
-    log_power: npt.NDArray[np.float32]
-    inv_scale: Array
-    power: npt.NDArray[np.float32]
-
-    @property
-    def n_frames(self) -> int:
-        return self.log_power.shape[0]
+    sums: npt.NDArray[np.float32]
+    n_frames: int
+    carries_anything: bool
 
     @classmethod
     def analyse(cls, audio: Array) -> Spectrum:
         n = layout.frame_length(layout.DETECT_RATE)
         hop = n // FINE_PER_FRAME
         n_frames = max(0, (len(audio) - n) // hop + 1)
-        # Single precision halves the cost; features are differences of logs of O(1) accuracy.
+        # Single precision halves the cost of the transform; features are differences of logs
+        # of O(1) accuracy.
         window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)).astype(np.float32)
         n_bins = n // 2 + 1
         power = np.empty((n_frames, n_bins), dtype=np.float32)
         level = float(np.mean(audio.astype(np.float64) ** 2)) if len(audio) else 0.0
-        audio = audio.astype(np.float32)
+        samples = audio.astype(np.float32)
         # A floor 100 dB below the clip's level keeps log() finite on digital silence and makes
         # its features exactly zero.
         floor = 1e-10 * level * n + 1e-30
-        frames = np.lib.stride_tricks.sliding_window_view(audio, n)[::hop][:n_frames]
+        frames = np.lib.stride_tricks.sliding_window_view(samples, n)[::hop][:n_frames]
         step = 1024  # frames per slice, so a long clip never holds all windowed frames at once
         for start in range(0, n_frames, step):
-            spec = np.fft.rfft(frames[start : start + step] * window, axis=1)
+            spec = scipy.fft.rfft(frames[start : start + step] * window, axis=1)
             power[start : start + len(spec)] = spec.real**2 + spec.imag**2 + floor
         log_power = np.log(power)
-        return cls(log_power, _inverse_scale(log_power), power)
+        inv = _inverse_scale(log_power)
+        # Running sums over the bins: normalised log power below bin k, and power from bin k up
+        # (summed from the top down, so weak bands, mostly high, are small differences of small
+        # sums, exact enough in single precision). Each has the bin's own value beside it, for
+        # linear interpolation between bins.
+        n_sums = n_bins + 1
+        tables = np.empty((4, n_frames, n_sums), dtype=np.float32)
+        tables[:, :, -1] = 0.0
+        np.multiply(log_power, inv.astype(np.float32), out=tables[1, :, :-1])
+        tables[0, :, 0] = 0.0
+        np.cumsum(tables[1, :, :-1], axis=1, out=tables[0, :, 1:])
+        tables[3, :, :-1] = power
+        np.cumsum(power[:, ::-1], axis=1, out=tables[2, :, -2::-1])
+        return cls(tables.reshape(4, -1), n_frames, bool(inv.any()))
 
-    @property
-    def carries_anything(self) -> bool:
-        """False for digital silence and clips without any usable bin."""
-        return bool(self.inv_scale.any())
+    def busiest(self, seconds: float) -> int:
+        """First analysis frame of the ``seconds`` of the clip with the most frames within
+        ACTIVE_RANGE of its loudest frame: where the mark is, pauses and silence aside."""
+        window = round(seconds / (layout.FRAME_SECONDS / FINE_PER_FRAME))
+        if self.n_frames <= window:
+            return 0
+        n_sums = self.sums.shape[1] // self.n_frames
+        energy = self.sums[2, ::n_sums]  # power summed over all bins, per frame
+        active = (energy > energy.max() / ACTIVE_RANGE).astype(np.int64)
+        counts = np.convolve(active, np.ones(window, dtype=np.int64), mode="valid")
+        return int(np.argmax(counts))
 
     def band_features(
-        self, speed: float, per_frame: int, max_seconds: float | None = None
+        self,
+        speeds: Array,
+        per_frame: int,
+        max_seconds: float | None = None,
+        *,
+        start: int = 0,
+        reliability: bool = True,
     ) -> Array:
-        """Band features for a clip replayed at ``speed`` (> 1: faster and higher), at
-        ``per_frame`` detection frames per mark frame, over at most ``max_seconds`` of marked
-        time from the start; shape (detection frames, n_bands)."""
+        """Weighted band features for the clip replayed at each of ``speeds`` (> 1: faster and
+        higher), at ``per_frame`` detection frames per mark frame, over at most ``max_seconds``
+        of marked time from analysis frame ``start`` on; shape (speeds, detection frames,
+        n_bands), zero where a speed runs past the clip. ``reliability=False`` skips the
+        noise-floor weight and the local RMS (the coarse speed search, which only ranks speeds,
+        saves a partial sort and a filter that way)."""
+        speeds = np.asarray(speeds, dtype=np.float64).reshape(-1)
         stride = FINE_PER_FRAME / per_frame
         fine_hop = layout.FRAME_SECONDS / FINE_PER_FRAME
         half = layout.FRAME_SECONDS / 2
         # Detection frame i is centred at i * stride fine hops + half a frame in the marked
-        # timeline, which is at (that) / speed in the clip.
-        duration = (self.n_frames - 1) * fine_hop + 2 * half
-        n_detect = max(0, int((duration * speed - 2 * half) / (stride * fine_hop)) + 1)
-        if max_seconds is not None:
-            n_detect = min(n_detect, int(max_seconds / (stride * fine_hop)))
-        centres = (np.arange(n_detect) * stride * fine_hop + half) / speed
-        rows = np.clip(
-            np.rint((centres - half) / fine_hop).astype(np.int64), 0, max(self.n_frames - 1, 0)
+        # timeline, which is at (that) / speed after the start in the clip.
+        start = min(max(start, 0), max(self.n_frames - 1, 0))
+        duration = (self.n_frames - 1 - start) * fine_hop + 2 * half
+        counts = np.maximum(
+            0, ((duration * speeds - 2 * half) / (stride * fine_hop)).astype(int) + 1
         )
-        # The band value is linear in log power, so per-bin normalisation, frequency scaling and
-        # averaging over the band are one matrix; the time difference commutes with it.
-        log_matrix, power_matrix = self._band_matrices(speed)
-        bands = (self.log_power[rows] @ log_matrix.astype(np.float32)).astype(np.float64)
-        band_power = (self.power[rows] @ power_matrix.astype(np.float32)).astype(np.float64)
-        return _relative(bands, per_frame) * _reliability(band_power)
-
-    def _band_matrices(self, speed: float) -> tuple[Array, Array]:
-        """Two (bins, n_bands) matrices reading band b at its frequencies times ``speed`` (linear
-        interpolation; nothing beyond the clip's band): the mean of its normalised bins (applied to
-        log power) and the sum of its bins (applied to power)."""
-        bins, band, sizes = _band_of_bin()
-        top = self.log_power.shape[1] - 1
-        pos = bins * speed
-        inside = pos <= top
-        lo = np.minimum(np.floor(pos).astype(np.int64), top)
-        hi = np.minimum(lo + 1, top)
-        frac = pos - lo
-        weight = inside / sizes[band]
-        log_matrix = np.zeros((top + 1, len(sizes)))
-        np.add.at(log_matrix, (lo, band), weight * (1.0 - frac) * self.inv_scale[lo])
-        np.add.at(log_matrix, (hi, band), weight * frac * self.inv_scale[hi])
-        power_matrix = np.zeros((top + 1, len(sizes)))
-        np.add.at(power_matrix, (lo, band), inside * (1.0 - frac))
-        np.add.at(power_matrix, (hi, band), inside * frac)
-        return log_matrix, power_matrix
+        if max_seconds is not None:
+            counts = np.minimum(counts, int(max_seconds / (stride * fine_hop)))
+        n_rows = int(counts.max()) if len(counts) else 0
+        nb = len(_sizes())
+        if n_rows <= 2 * per_frame or self.n_frames == 0:
+            return np.zeros((len(speeds), max(n_rows, 0), nb))
+        centres = (np.arange(n_rows) * stride * fine_hop + half)[None, :] / speeds[:, None]
+        rows = np.rint((centres - half) / fine_hop).astype(np.int64) + start
+        np.clip(rows, 0, self.n_frames - 1, out=rows)
+        # Band b at speed s spans [edge_b * s, edge_b+1 * s) on the running-sum axis.
+        n_sums = self.sums.shape[1] // self.n_frames
+        top = float(n_sums - 1)
+        pos = np.clip(_edges()[None, :] * speeds[:, None], 0.0, top)
+        lo = np.minimum(np.floor(pos).astype(np.int64), int(top) - 1)
+        frac = (pos - lo).astype(np.float32)[:, None, :]
+        index = rows[:, :, None] * n_sums + lo[:, None, :]  # (speeds, rows, edges)
+        log_sum, log_bin, power_sum, power_bin = (np.take(t, index) for t in self.sums)
+        log_sum += frac * log_bin
+        power_sum -= frac * power_bin
+        width = (_sizes()[None, None, :] * speeds[:, None, None]).astype(np.float32)
+        log_band = np.diff(log_sum, axis=2) / width
+        power = np.maximum(-np.diff(power_sum, axis=2), 0.0)
+        valid = np.arange(n_rows)[None, :] < counts[:, None]
+        feats = _relative(log_band, per_frame, counts, local=reliability)
+        feats *= _expected(power)
+        if reliability:
+            feats *= _reliability(power, valid, counts)
+        return feats
 
 
 def _inverse_scale(log_power: npt.NDArray[np.float32]) -> Array:
     """1 / robust scale of each bin's log power relative to one mark frame before and after;
-    zero for bins that carry nothing: without variation, or 80 dB below the loudest bin
+    zero for bins that carry nothing: without variation, or LIVE_RANGE below the loudest bin
     (silence, or removed by a filter: their log power is leakage that fluctuates like signal)."""
     # One row per mark frame is enough for a robust scale, at a fraction of the cost.
     sub = log_power[::FINE_PER_FRAME].astype(np.float64)
@@ -138,33 +188,65 @@ def _inverse_scale(log_power: npt.NDArray[np.float32]) -> Array:
     inner = sub[1:-1] - 0.5 * (sub[:-2] + sub[2:])
     scale = np.median(np.abs(inner), axis=0) * 1.4826
     level = log_power.max(axis=0).astype(np.float64)
-    live = (scale > 1e-6) & (level > level.max() - np.log(1e8))
+    live = (scale > 1e-6) & (level > level.max() - np.log(LIVE_RANGE))
     return np.divide(1.0, scale, out=np.zeros_like(scale), where=live)
 
 
-def _reliability(band_power: Array) -> Array:
+def _reliability(
+    power: Array, valid: npt.NDArray[np.bool_], counts: npt.NDArray[np.int64]
+) -> Array:
     """Weight of each (frame, band) in [0, 1]: the share of its power above the band's noise
-    floor (its 10th percentile over the clip). Added noise drowns weak tiles first, and their
-    features then carry only noise; on clean audio the floor is near zero and weights near one."""
-    if not len(band_power):
-        return band_power
-    k = int(NOISE_PERCENTILE / 100 * (len(band_power) - 1))
-    floor = np.partition(band_power, k, axis=0)[k]
+    floor (its NOISE_PERCENTILE-th percentile over the clip). Added noise
+    drowns weak tiles first, and their features then carry only noise; on clean audio the floor
+    is near zero and weights near one."""
+    ks = np.maximum(0, (NOISE_PERCENTILE / 100 * (counts - 1)).astype(np.int64))
+    ranked = np.where(valid[:, :, None], power, np.inf)
+    kth = np.unique(ks)
+    ranked = np.partition(ranked, kth, axis=1)
+    floor = np.take_along_axis(ranked, ks[:, None, None], axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        share = np.where(band_power > 0, 1.0 - floor / band_power, 0.0)
-    return np.clip(share, 0.0, 1.0)
+        share = np.where(power > 0, 1.0 - floor / power, 0.0)
+    return np.clip(share, 0.0, 1.0, out=share)
 
 
-def _relative(bands: Array, q: int) -> Array:
-    """Band value minus the mean one mark frame (q rows) before and after, normalised per band
-    to unit scale (mean absolute value, one row per mark frame) and clipped at 3; rows without
-    both neighbours are zero."""
+def _expected(power: Array) -> Array:
+    """Relative strength of the mark the embedder gave each (frame, band), recomputed from the
+    received band powers with the embedder's rule (band level against the frame's mean): the
+    matched-filter weight. Absolute scale does not matter."""
+    sizes = _sizes().astype(np.float32)
+    mean = power.sum(axis=-1, keepdims=True) / sizes.sum()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = (mean * sizes) / power  # inf for an empty band, like the embedder's ceiling
+    # clip(ratio ** ADAPT, floor, ceiling) as the embedder computes it; fmax maps NaN to floor.
+    lo, hi = embed.DELTA_FLOOR ** (1 / embed.ADAPT), embed.DELTA_CEILING ** (1 / embed.ADAPT)
+    np.fmin(np.fmax(ratio, lo, out=ratio), hi, out=ratio)
+    return np.sqrt(ratio, out=ratio) if embed.ADAPT == 0.5 else ratio**embed.ADAPT
+
+
+def _relative(bands: Array, q: int, counts: npt.NDArray[np.int64], *, local: bool = True) -> Array:
+    """Band value minus the mean one mark frame (q rows) before and after, normalised per speed
+    and band to unit scale (mean absolute value, one row per mark frame), then, if ``local``, by
+    its local RMS, and clipped at CLIP; rows without both neighbours in the clip are zero.
+    ``bands``: (speeds, rows, bands)."""
     out = np.zeros_like(bands)
-    if len(bands) <= 2 * q:
+    n_rows = bands.shape[1]
+    if n_rows <= 2 * q:
         return out
-    inner = bands[q:-q] - 0.5 * (bands[: -2 * q] + bands[2 * q :])
-    scale = np.abs(inner[::q]).mean(axis=0) * 1.2533
-    np.divide(inner, scale, out=inner, where=scale > 1e-9)
-    inner[:, scale <= 1e-9] = 0.0
-    out[q:-q] = np.clip(inner, -3.0, 3.0)
+    inner = bands[:, q:-q] - 0.5 * (bands[:, : -2 * q] + bands[:, 2 * q :])
+    if (counts < n_rows).any():
+        row = np.arange(q, n_rows - q)
+        inner *= (row[None, :] < (counts[:, None] - q))[:, :, None]
+    sub = inner[:, ::q]
+    used = np.maximum(((counts - 2 * q) + q - 1) // q, 1)
+    scale = np.abs(sub).sum(axis=1) / used[:, None] * 1.2533
+    # A band without variation (removed, or beyond the clip's band) gets an infinite scale: 0.
+    scale[scale <= 1e-9] = np.inf
+    inner /= scale[:, None, :]
+    if local:
+        # Then by the local RMS over LOCAL_SPAN mark frames around each row, same band: onsets
+        # and pitch jumps make the host's own change locally large, and a tile there says little.
+        energy = uniform_filter1d(inner * inner, LOCAL_SPAN * q, axis=1)
+        energy += LOCAL_EPS
+        inner /= np.sqrt(energy, out=energy)
+    np.clip(inner, -CLIP, CLIP, out=out[:, q:-q])
     return out

@@ -17,7 +17,7 @@ from voiceseal_plugins.watermark.embed import PatchworkStreamEmbedder
 from voiceseal_plugins.watermark.features import Spectrum
 
 NAME = "patchwork"
-VERSION = "1.0"
+VERSION = "2.0"
 
 
 class _CheckedStream:
@@ -46,7 +46,7 @@ class PatchworkWatermarker:
         extra={
             "min_detect_seconds": detect.MIN_SECONDS,
             "speed_search": detect.SPEED_RANGE,
-            "false_positive_bound": detect.FALSE_POSITIVE_BOUND,
+            "false_positive_bound": detect.false_positive_bound(),
             "max_latency_seconds": layout.FRAME_SECONDS,
         },
     )
@@ -87,7 +87,7 @@ class PatchworkWatermarker:
         c = found.candidate
         return Detection(
             payload=found.payload,
-            confidence=1.0 - detect.chance(c.z, at_own_speed=c.speed == 1.0),
+            confidence=1.0 - detect.chance(c.z),
             offset_seconds=c.start_seconds,
             scheme=NAME,
             extra={

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -44,7 +45,7 @@ def test_code_corrects_errors_and_tag_rejects_noise() -> None:
         code.check_payload(b"key", code.viterbi(rng.normal(0, 1, code.N_SYMBOLS))[0]) is not None
         for _ in range(300)
     )
-    assert accepted == 0  # 2^-16 per try
+    assert accepted == 0  # 2^-24 per try
 
 
 def test_payload_size_is_checked() -> None:
@@ -52,10 +53,40 @@ def test_payload_size_is_checked() -> None:
         code.frame_payload(b"k", b"12345")
 
 
-def test_thresholds_meet_the_false_positive_bound() -> None:
-    own, search = detect.thresholds()
+def test_settings_meet_the_false_positive_bound() -> None:
     tag = 2.0**-code.TAG_BITS
-    total = detect.hypotheses_per_speed() * math.exp(-own * own / 2) * tag
-    total += detect.speed_search_hypotheses() * math.exp(-search * search / 2) * tag
-    assert total <= detect.FALSE_POSITIVE_BOUND * (1 + 1e-9)
-    assert detect.chance(own, at_own_speed=True) <= detect.FALSE_POSITIVE_BOUND
+    own, search = detect.thresholds()
+    # Per stage: at most DECODE_CANDIDATES decodes, and on average at most H exp(-tau^2/2)
+    # hypotheses reach the threshold; each decode passes the tag with 2^-TAG_BITS.
+    per_stage = [
+        min(detect.DECODE_CANDIDATES, h * math.exp(-tau * tau / 2)) * tag
+        for h, tau in (
+            (detect.hypotheses_per_speed(), own),
+            (detect.speed_search_hypotheses(), search),
+        )
+    ]
+    assert detect.false_positive_bound() == pytest.approx(sum(per_stage))
+    assert detect.false_positive_bound() <= detect.FALSE_POSITIVE_BOUND
+    # Confidence: a stronger sync statistic never means a larger chance, and a strong one is
+    # far below the per-clip bound.
+    zs = np.linspace(0.0, 12.0, 49)
+    chances = [detect.chance(float(z)) for z in zs]
+    assert all(a >= b for a, b in itertools.pairwise(chances))
+    assert chances[0] <= detect.FALSE_POSITIVE_BOUND
+    assert detect.chance(10.0) < 1e-12
+
+
+def test_hypothesis_counts_follow_the_search_grid() -> None:
+    assert detect.hypotheses_per_speed() == 4 * layout.BLOCK_FRAMES
+    coarse = detect._coarse_speeds()
+    assert coarse.min() == pytest.approx(detect.SPEED_RANGE[0])
+    assert coarse.max() == pytest.approx(detect.SPEED_RANGE[1])
+    assert np.all(np.diff(np.log(coarse)) <= detect.COARSE_SPEED_STEP + 1e-12)
+    # The fine grid around each coarse speed reaches half-way to its neighbours.
+    reach = detect.FINE_SPEED_SPAN * detect.FINE_SPEED_STEP
+    assert reach >= np.diff(np.log(coarse)).max() / 2 - 1e-12
+    assert detect.speed_search_hypotheses() == (
+        len(coarse)
+        * len(detect._fine_factors())
+        * detect.hypotheses_per_speed(detect.FINE_PER_FRAME)
+    )

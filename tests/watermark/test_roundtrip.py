@@ -84,7 +84,7 @@ def test_time_shift_moves_the_offset(
     shifted = np.concatenate([np.zeros(123, dtype=np.float32), marked_10s[: 4 * 16000]])
     found = watermarker.detect(shifted, 16000)
     assert found is not None and found.payload == payload
-    # The offset is resolved to the detector's 2.5 ms grid.
+    # The offset is resolved to the detector's 5 ms grid.
     assert found.offset_seconds == pytest.approx(123 / 16000, abs=0.0026)
 
 
@@ -95,6 +95,43 @@ def test_speed_change_is_searched(
     found = watermarker.detect(faster.astype(np.float32), 16000)
     assert found is not None and found.payload == payload
     assert found.extra["speed"] == pytest.approx(1.25, rel=0.005)
+
+
+def test_speed_change_after_a_long_pause(
+    watermarker: PatchworkWatermarker, marked_10s: Array, payload: bytes
+) -> None:
+    # The coarse speed search reads the busiest second of the clip, not the first one.
+    rng = np.random.default_rng(5)
+    pause = (1e-4 * rng.standard_normal(2 * 16000)).astype(np.float32)
+    clip = np.concatenate([pause, marked_10s[: 4 * 16000]]).astype(np.float64)
+    slower = soxr.resample(clip, 16000 * 0.9, 16000)
+    found = watermarker.detect(slower.astype(np.float32), 16000)
+    assert found is not None and found.payload == payload
+    assert found.extra["speed"] == pytest.approx(0.9, rel=0.005)
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        pytest.param(lambda x: np.round(x * 127) / 127, id="8-bit quantisation"),
+        pytest.param(
+            lambda x: np.concatenate([x[:8000], x[8000:] + 0.5 * x[:-8000]]) / 1.5, id="echo"
+        ),
+        pytest.param(
+            lambda x: x + np.random.default_rng(9).normal(0, np.sqrt(np.mean(x**2) / 1000), len(x)),
+            id="white noise 30 dB",
+        ),
+    ],
+)
+def test_three_second_clip_survives(
+    watermarker: PatchworkWatermarker,
+    marked_10s: Array,
+    payload: bytes,
+    attack: Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]],
+) -> None:
+    attacked = attack(marked_10s[16000 : 4 * 16000].astype(np.float64))
+    found = watermarker.detect(attacked.astype(np.float32), 16000)
+    assert found is not None and found.payload == payload
 
 
 def _ffmpeg() -> str | None:
