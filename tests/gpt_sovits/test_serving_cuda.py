@@ -9,6 +9,7 @@ near-tie, so only the first tokens are compared there)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -173,3 +174,80 @@ def test_graphed_chunk_decoder_equals_decode(fixtures_dir: Path) -> None:
         torch.testing.assert_close(chunk(codes, phones, ge), expected, atol=1e-4, rtol=1e-3)
     with pytest.raises(ValueError, match=r"phones must be \(m,\) with 1 <= m <= 16"):
         chunk(codes, torch.ones(17, dtype=torch.int64), ge)
+
+
+# ------------------------------------------------------------------ the Triton step
+
+
+def test_fused_self_check_on_fixture(fixtures_dir: Path) -> None:
+    pytest.importorskip("triton")
+    from voiceseal_models.gpt_sovits.serving.triton_step import self_check
+
+    # Float32 (IEEE products in the kernels) agrees to rounding; fp16 to its usual drift.
+    # 1 and 3 rows: the GEMV form; 20: the tl.dot tiles.
+    for dtype, tolerance in ((torch.float32, 1e-5), (torch.float16, 1e-2)):
+        network = _model(fixtures_dir, dtype).network
+        assert self_check(network, row_counts=(1, 3, 20)) < tolerance
+
+
+def test_fused_step_serves_like_eager(fixtures_dir: Path, inputs: dict[str, Any]) -> None:
+    pytest.importorskip("triton")
+    model = _model(fixtures_dir)
+    fused = _serve(
+        model, SchedulerConfig(**{**CONFIG.__dict__, "fused_step": True}), _requests(inputs)
+    )
+    eager = _serve(
+        model,
+        SchedulerConfig(**{**CONFIG.__dict__, "fused_step": False, "cuda_graphs": False}),
+        _requests(inputs),
+    )
+    for f, e in zip(fused, eager, strict=True):
+        assert torch.equal(f.y, e.y) and (f.idx, f.stop) == (e.idx, e.stop)
+    assert torch.equal(fused[0].y, inputs["greedy_single"]["y_returned"].long())
+
+
+def test_fused_step_precision_full_size_fp16(fixtures_dir: Path) -> None:
+    """Full-size v2 shapes, random weights and random cache contents: the fp16 fused logits are
+    at least as close to float32 as the stock fp16 step's (1 row: the Triton network; 16 rows:
+    the eager network with the fused sampler), and pick the same argmax as float32."""
+    pytest.importorskip("triton")
+    import copy
+    import json
+
+    from voiceseal_models.gpt_sovits.serving.batch_decode import SlotPool, step_logits
+    from voiceseal_models.gpt_sovits.serving.triton_step import FusedStep
+    from voiceseal_models.gpt_sovits.t2s_network import T2SConfig, Text2SemanticDecoder
+
+    torch.manual_seed(0)
+    s1 = json.loads((fixtures_dir / "manifest_s1_v2.json").read_text())["config"]
+    net32 = Text2SemanticDecoder(T2SConfig.from_checkpoint_config(s1)).to("cuda").eval()
+    net16 = copy.deepcopy(net32).half()
+    plan = FusedStep(net16)
+    gen = torch.Generator().manual_seed(1)
+    rows, span = 4, 512
+    for trial in range(3):
+        pools = {
+            dtype: SlotPool.allocate(net16, rows, span, device=torch.device("cuda"), dtype=dtype)
+            for dtype in (torch.float16, torch.float32)
+        }
+        kv = torch.randn(pools[torch.float16].kv.shape, generator=gen).half()
+        slot = torch.randint(100, span, (rows,), generator=gen)
+        tokens = torch.randint(0, 1024, (rows,), generator=gen)
+        logits = {}
+        for name, net, dtype in (
+            ("fp32", net32, torch.float32),
+            ("stock", net16, torch.float16),
+            ("fused", net16, torch.float16),
+        ):
+            pool = pools[dtype]
+            pool.kv.copy_(kv)
+            pool.slot.copy_(slot)
+            pool.pos.copy_(slot - 40)
+            pool.tokens.copy_(tokens)
+            with torch.inference_mode():
+                run = plan.logits if name == "fused" else partial(step_logits, net)
+                logits[name] = run(pool, rows, span)
+        ref = logits["fp32"]
+        error = {k: float((v - ref).norm() / ref.norm()) for k, v in logits.items()}
+        assert error["fused"] <= max(1.2 * error["stock"], 1e-3), (trial, error)
+        assert torch.equal(logits["fused"].argmax(-1), ref.argmax(-1)), trial

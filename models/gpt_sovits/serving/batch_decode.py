@@ -11,6 +11,7 @@ synchronisation, so that one (rows, span) bucket can be captured in a CUDA graph
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,6 +21,8 @@ from torch.nn import functional as F
 
 from voiceseal_models.gpt_sovits.serving.sampler import RowSampling, sample_rows
 from voiceseal_models.gpt_sovits.t2s_network import Text2SemanticDecoder
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -91,6 +94,57 @@ class SlotPool:
         return self.kv.numel() * self.kv.element_size()
 
 
+def step_logits(network: Text2SemanticDecoder, pool: SlotPool, rows: int, span: int) -> Tensor:
+    """The network part of `decode_and_sample` in plain PyTorch: feeds `pool.tokens` of rows
+    0..rows-1 at their own `pos`/`slot`, writes their keys/values into the pool and returns the
+    next-token logits (rows, V) float32. Each row attends to its slots 0..slot (all within the
+    first `span`)."""
+    c = network.config
+    tokens, pos, slot = pool.tokens[:rows], pool.pos[:rows], pool.slot[:rows]
+    position = network.ar_audio_position
+    emb = network.ar_audio_embedding(tokens)
+    x = (emb + position.alpha * position.pe.index_select(0, pos).to(emb.dtype))[:, None]
+    # An additive mask in the model's dtype, built once per step (a boolean one would be
+    # converted inside every layer's attention call).
+    allowed = pool.key_index[None, :span] <= slot[:, None]
+    bias = torch.zeros(rows, 1, 1, span, dtype=x.dtype, device=x.device)
+    bias.masked_fill_(~allowed[:, None, None, :], float("-inf"))
+    row_index = pool.row_index[:rows]
+    for i, layer in enumerate(network.h.blocks):
+        attention = layer.self_attn
+        fused = F.linear(x[:, 0], attention.in_proj_weight, attention.in_proj_bias)
+        qkv = fused.view(rows, 3, c.n_head, c.head_dim)
+        # (2, R, H, C, D/H) seen as (R, C, 2, H, D/H): one (row, slot) pair addresses the key
+        # and value of every head, so a single indexed write stores both.
+        pool.kv[i].permute(1, 3, 0, 2, 4).index_put_((row_index, slot), qkv[:, 1:])
+        keys, values = pool.kv[i, 0, :rows, :, :span], pool.kv[i, 1, :rows, :, :span]
+        attn = F.scaled_dot_product_attention(qkv[:, 0, :, None], keys, values, attn_mask=bias)
+        x = layer.finish(x, attn)
+    return network.ar_predict_layer(x[:, 0]).float()
+
+
+def sample_and_advance(
+    network: Text2SemanticDecoder, pool: SlotPool, rows: int, logits: Tensor, noise: Tensor | None
+) -> Tensor:
+    """The sampling part of `decode_and_sample`: fresh rows take their prompt logits, every row
+    samples with its own parameters, positions/slots/tokens advance. Returns `pool.out[:rows]`."""
+    c = network.config
+    tokens, pos, slot = pool.tokens[:rows], pool.pos[:rows], pool.slot[:rows]
+    fresh = pool.fresh[:rows]
+    logits = torch.where(fresh[:, None], pool.fresh_logits[:rows], logits)
+    sampled, hit_eos = sample_rows(logits, pool.sampling.head(rows), c.eos, noise)
+    advance = (~fresh).long()
+    # Free rows keep advancing too; clamping keeps their (ignored) writes inside the cache.
+    pos.add_(advance).clamp_(max=network.ar_audio_position.pe.shape[0] - 1)
+    slot.add_(advance).clamp_(max=pool.capacity - 1)
+    fresh.fill_(False)
+    tokens.copy_(sampled)
+    out = pool.out[:rows]
+    out[:, 0] = sampled
+    out[:, 1] = hit_eos.long()
+    return out
+
+
 def decode_and_sample(
     network: Text2SemanticDecoder,
     pool: SlotPool,
@@ -113,41 +167,7 @@ def decode_and_sample(
     Returns:
         `pool.out[:rows]`: (rows, 2) int64, the sampled token and the EOS flag per row.
     """
-    c = network.config
-    tokens, pos, slot = pool.tokens[:rows], pool.pos[:rows], pool.slot[:rows]
-    fresh = pool.fresh[:rows]
-    position = network.ar_audio_position
-    emb = network.ar_audio_embedding(tokens)
-    x = (emb + position.alpha * position.pe.index_select(0, pos).to(emb.dtype))[:, None]
-    # An additive mask in the model's dtype, built once per step (a boolean one would be
-    # converted inside every layer's attention call).
-    allowed = pool.key_index[None, :span] <= slot[:, None]
-    bias = torch.zeros(rows, 1, 1, span, dtype=x.dtype, device=x.device)
-    bias.masked_fill_(~allowed[:, None, None, :], float("-inf"))
-    row_index = pool.row_index[:rows]
-    for i, layer in enumerate(network.h.blocks):
-        attention = layer.self_attn
-        fused = F.linear(x[:, 0], attention.in_proj_weight, attention.in_proj_bias)
-        qkv = fused.view(rows, 3, c.n_head, c.head_dim)
-        # (2, R, H, C, D/H) seen as (R, C, 2, H, D/H): one (row, slot) pair addresses the key
-        # and value of every head, so a single indexed write stores both.
-        pool.kv[i].permute(1, 3, 0, 2, 4).index_put_((row_index, slot), qkv[:, 1:])
-        keys, values = pool.kv[i, 0, :rows, :, :span], pool.kv[i, 1, :rows, :, :span]
-        attn = F.scaled_dot_product_attention(qkv[:, 0, :, None], keys, values, attn_mask=bias)
-        x = layer.finish(x, attn)
-    logits = network.ar_predict_layer(x[:, 0]).float()
-    logits = torch.where(fresh[:, None], pool.fresh_logits[:rows], logits)
-    sampled, hit_eos = sample_rows(logits, pool.sampling.head(rows), c.eos, noise)
-    advance = (~fresh).long()
-    # Free rows keep advancing too; clamping keeps their (ignored) writes inside the cache.
-    pos.add_(advance).clamp_(max=position.pe.shape[0] - 1)
-    slot.add_(advance).clamp_(max=pool.capacity - 1)
-    fresh.fill_(False)
-    tokens.copy_(sampled)
-    out = pool.out[:rows]
-    out[:, 0] = sampled
-    out[:, 1] = hit_eos.long()
-    return out
+    return sample_and_advance(network, pool, rows, step_logits(network, pool, rows, span), noise)
 
 
 StepFunction = Callable[[Text2SemanticDecoder, SlotPool, int, int, Tensor | None], Tensor]
@@ -164,6 +184,70 @@ def compiled_step() -> StepFunction:
     761 instead of 853 tokens/s, and 99 s of compilation at warm-up."""
     step: StepFunction = torch.compile(decode_and_sample, dynamic=True)
     return step
+
+
+def fused_step(network: Text2SemanticDecoder, max_rows: int | None = None) -> StepFunction:
+    """`decode_and_sample` in Triton kernels (`triton_step`): for buckets of up to `max_rows`
+    rows (default `triton_step.TUNING.network_rows`, where they beat cuBLAS on an H100) the
+    network runs in ~5 launches per layer instead of ~15, the residual adds and LayerNorms
+    fused into the matmuls; wider buckets run the eager network. The sampling and position
+    updates are one launch instead of ~100 at every width. Imports Triton (ImportError where
+    it is missing)."""
+    from voiceseal_models.gpt_sovits.serving import triton_step
+
+    plan = triton_step.FusedStep(network)
+    limit = triton_step.TUNING.network_rows if max_rows is None else max_rows
+
+    def step(
+        net: Text2SemanticDecoder, pool: SlotPool, rows: int, span: int, noise: Tensor | None
+    ) -> Tensor:
+        if net is not network:
+            raise ValueError("this fused step was built for another network")
+        if rows <= limit:
+            logits = plan.logits(pool, rows, span)
+            return triton_step.sample_and_advance(net, pool, rows, logits, noise, plan.pdl)
+        logits = step_logits(net, pool, rows, span)
+        return triton_step.sample_and_advance(net, pool, rows, logits, noise)
+
+    return step
+
+
+def select_step(
+    network: Text2SemanticDecoder,
+    device: torch.device,
+    *,
+    compile_step: bool = False,
+    fused: bool | None = None,
+    fused_max_rows: int | None = None,
+) -> StepFunction:
+    """The step a scheduler runs: the fused Triton step (`fused=True` requires it; None takes it
+    on CUDA when Triton imports and its self-check on this network passes, unless
+    `compile_step` asks for `torch.compile`), else `torch.compile` when asked, else the eager
+    `decode_and_sample`."""
+    if fused is None:
+        fused = not compile_step and device.type == "cuda" and fused_available(network)
+    if fused:
+        if device.type != "cuda":
+            raise ValueError(f"the fused step needs a CUDA device, got {device}")
+        return fused_step(network, fused_max_rows)
+    return compiled_step() if compile_step else decode_and_sample
+
+
+def fused_available(network: Text2SemanticDecoder) -> bool:
+    """Triton imports, the network's shapes are supported and the fused logits match the eager
+    ones on random cache contents (`triton_step.self_check`). Logged, never raised."""
+    try:
+        from voiceseal_models.gpt_sovits.serving.triton_step import self_check
+    except ImportError as exc:
+        _log.info("fused decode step unavailable (%s); using the eager step", exc)
+        return False
+    try:
+        error = self_check(network)
+    except (RuntimeError, ValueError) as exc:
+        _log.warning("fused decode step failed its self-check (%s); using the eager step", exc)
+        return False
+    _log.info("fused decode step self-check: relative logit error %.2e", error)
+    return True
 
 
 class StepGraphs:

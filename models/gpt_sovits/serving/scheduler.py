@@ -35,8 +35,7 @@ from torch import Tensor
 from voiceseal_models.gpt_sovits.serving.batch_decode import (
     SlotPool,
     StepGraphs,
-    compiled_step,
-    decode_and_sample,
+    select_step,
 )
 from voiceseal_models.gpt_sovits.serving.errors import (
     QueueFull,
@@ -46,6 +45,7 @@ from voiceseal_models.gpt_sovits.serving.errors import (
 )
 from voiceseal_models.gpt_sovits.serving.requests import RequestHandle, T2SRequest
 from voiceseal_models.gpt_sovits.serving.sampler import MIN_STEPS_BEFORE_EOS
+from voiceseal_models.gpt_sovits.serving.wide_step import WIDE_MIN_ROWS, dispatch_step
 from voiceseal_models.gpt_sovits.t2s import StopReason, T2SResult, Text2Semantic
 
 SEED_RANGE = 1 << 32
@@ -82,6 +82,13 @@ class SchedulerConfig:
             module doc); ignored on the CPU and with `exact_rng`.
         compile_step: run the step through `torch.compile` (fewer, fused kernels; costs
             compilation time at warm-up, see `compiled_step`).
+        fused_step: the Triton step (`triton_step`, ~5 kernels per layer): None takes it on
+            CUDA when Triton imports and its self-check passes, True requires it, False never;
+            never with `exact_rng`. Buckets of more than `fused_max_rows` rows run the eager
+            network with the fused sampler (None: the measured default, see `fused_step`).
+        wide_min_rows: on CUDA, row buckets of at least this many rows run
+            `wide_step.decode_and_sample_wide` (attention reads each row's own keys only;
+            faster from ~64 rows on an H100); None never.
     """
 
     max_rows: int = 32
@@ -96,6 +103,9 @@ class SchedulerConfig:
     too_long: Literal["refuse", "truncate"] = "refuse"
     pipeline: bool = True
     compile_step: bool = False
+    fused_step: bool | None = None
+    fused_max_rows: int | None = None
+    wide_min_rows: int | None = WIDE_MIN_ROWS
 
     def __post_init__(self) -> None:
         if self.max_rows < 1 or self.capacity < MIN_STEPS_BEFORE_EOS + 2:
@@ -166,7 +176,21 @@ class Scheduler:
         self.use_graphs = (
             self.config.cuda_graphs and self.device.type == "cuda" and not self.config.exact_rng
         )
-        self._step = compiled_step() if self.config.compile_step else decode_and_sample
+        self._step = select_step(
+            self.network,
+            self.device,
+            compile_step=self.config.compile_step,
+            fused=False if self.config.exact_rng else self.config.fused_step,
+            fused_max_rows=self.config.fused_max_rows,
+        )
+        self._wide_from: int | None = None
+        if (
+            self.config.wide_min_rows is not None
+            and self.device.type == "cuda"
+            and not self.config.exact_rng
+        ):
+            self._wide_from = self.config.wide_min_rows
+            self._step = dispatch_step(self.config.wide_min_rows, self._step)
         self.graphs = StepGraphs(self.network, self.pool, self._step) if self.use_graphs else None
         self.pipelined = (
             self.config.pipeline and self.device.type == "cuda" and not self.config.exact_rng
@@ -227,7 +251,7 @@ class Scheduler:
         if self.active:
             raise RuntimeError("warm_up must run before requests are admitted")
         for rows in self.config.rows_buckets:
-            for span in self.config.length_buckets:
+            for span in self._spans(rows):
                 if (rows, span) not in self.graphs:
                     self.graphs.capture(rows, span)
         torch.cuda.synchronize(self.device)
@@ -455,9 +479,16 @@ class Scheduler:
         slot = row.base + max(row.handle.steps_launched - 1, 0)
         return min(slot, self.config.capacity - 1)
 
+    def _spans(self, rows: int) -> tuple[int, ...]:
+        """Length buckets of a row bucket: the wide step reads each row's own keys whatever the
+        span, so its buckets need one graph (the longest span), not one per length."""
+        if self._wide_from is not None and rows >= self._wide_from:
+            return self.config.length_buckets[-1:]
+        return self.config.length_buckets
+
     def _launch(self, occupied: list[tuple[int, _Row]]) -> _Launch | None:
         rows = _bucket(self.config.rows_buckets, occupied[-1][0] + 1)
-        span = _bucket(self.config.length_buckets, max(self._slot_of(r) for _, r in occupied) + 1)
+        span = _bucket(self._spans(rows), max(self._slot_of(r) for _, r in occupied) + 1)
         try:
             out = self._run(rows, span)
         except torch.OutOfMemoryError as exc:
@@ -534,20 +565,27 @@ class Scheduler:
             prompt_len=prompt.shape[0],
             stop=stop,
         )
-        self._rows[index] = None
+        self._free_row(index)
         handle.finish(result)
 
     def _retire_cancelled(self) -> None:
         for i, row in enumerate(self._rows):
             if row is not None and row.handle.cancel_requested:
-                self._rows[i] = None
+                self._free_row(i)
                 row.handle.fail_cancelled()
 
     def _fail_row(self, index: int, error: ServingError) -> None:
         row = self._rows[index]
         if row is not None:
-            self._rows[index] = None
+            self._free_row(index)
             row.handle.fail(error)
+
+    def _free_row(self, index: int) -> None:
+        """Give a row back. Steps still run free rows inside the row bucket (harmlessly), and
+        attention reads each row's slots 0..slot: restarting its slot at 0 keeps that to one
+        slot instead of a whole span (at 128 rows of unequal lengths, most of a step's reads)."""
+        self._rows[index] = None
+        self.pool.slot[index] = 0
 
     def _reset_rows(self) -> None:
         """Put the per-row device state back to "free" after warm-up scribbled on it."""
