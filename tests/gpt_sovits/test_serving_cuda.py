@@ -180,7 +180,10 @@ def test_graphed_chunk_decoder_equals_decode(fixtures_dir: Path) -> None:
 
 
 def test_fused_self_check_on_fixture(fixtures_dir: Path) -> None:
-    pytest.importorskip("triton")
+    pytest.importorskip(
+        "triton",
+        reason="Triton is not installed (it comes with CUDA builds of torch; CPU installs do without it)",
+    )
     from voiceseal_models.gpt_sovits.serving.triton_step import self_check
 
     # Float32 (IEEE products in the kernels) agrees to rounding; fp16 to its usual drift.
@@ -191,7 +194,10 @@ def test_fused_self_check_on_fixture(fixtures_dir: Path) -> None:
 
 
 def test_fused_step_serves_like_eager(fixtures_dir: Path, inputs: dict[str, Any]) -> None:
-    pytest.importorskip("triton")
+    pytest.importorskip(
+        "triton",
+        reason="Triton is not installed (it comes with CUDA builds of torch; CPU installs do without it)",
+    )
     model = _model(fixtures_dir)
     fused = _serve(
         model, SchedulerConfig(**{**CONFIG.__dict__, "fused_step": True}), _requests(inputs)
@@ -210,7 +216,10 @@ def test_fused_step_precision_full_size_fp16(fixtures_dir: Path) -> None:
     """Full-size v2 shapes, random weights and random cache contents: the fp16 fused logits are
     at least as close to float32 as the stock fp16 step's (1 row: the Triton network; 16 rows:
     the eager network with the fused sampler), and pick the same argmax as float32."""
-    pytest.importorskip("triton")
+    pytest.importorskip(
+        "triton",
+        reason="Triton is not installed (it comes with CUDA builds of torch; CPU installs do without it)",
+    )
     import copy
     import json
 

@@ -17,7 +17,10 @@ import textwrap
 
 import pytest
 
-pytest.importorskip("triton")
+pytest.importorskip(
+    "triton",
+    reason="Triton is not installed (it comes with CUDA builds of torch; CPU installs do without it)",
+)
 
 pytestmark = pytest.mark.slow
 
