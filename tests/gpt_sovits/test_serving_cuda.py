@@ -8,7 +8,6 @@ near-tie, so only the first tokens are compared there)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -30,16 +29,8 @@ from voiceseal_models.gpt_sovits.t2s import T2SResult, Text2Semantic
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+    pytest.mark.usefixtures("no_tf32"),
 ]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _no_tf32() -> Iterator[None]:
-    # Plain fp32 matmuls and convolutions, so that batched and solo runs compare tightly.
-    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
 @pytest.fixture(scope="module")

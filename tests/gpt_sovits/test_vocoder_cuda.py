@@ -10,7 +10,6 @@ H100). The ragged attention kernel is compared with SDPA in float32 (1e-5) and f
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,15 +26,8 @@ from voiceseal_models.gpt_sovits.sovits import SoVITSConfig, SynthesizerTrn
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+    pytest.mark.usefixtures("no_tf32"),
 ]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _no_tf32() -> Iterator[None]:
-    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
