@@ -64,6 +64,10 @@ def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+#: Refusals that come from the recogniser mishearing a correct reading.
+_MISHEARD = ("consent_nonce_mismatch", "consent_statement_mismatch")
+
+
 @dataclass
 class Flow:
     client: TestClient
@@ -111,9 +115,11 @@ class Flow:
     ) -> dict[str, Any]:
         """A consent read aloud by ``speaker`` and accepted.
 
-        The bundled recogniser (Whisper tiny.en) sometimes mishears the digit run as the synthetic
-        sample voices read it, and the platform then refuses, as it must. Like a person asked to
-        read a fresh statement again, this retries with a new statement (four at most).
+        The bundled recogniser (Whisper tiny.en) sometimes mishears the digit run, or a name in
+        the statement ("Alex Sample" heard as "no example"), as the synthetic sample voices read
+        it, and the platform then refuses, as it must. Like a person asked to read a fresh
+        statement again, this retries with a new statement (four at most); any other refusal
+        fails at once.
         """
         heard = []
         for _ in range(4):
@@ -121,7 +127,7 @@ class Flow:
             r = self.record(consent["id"], speak(speaker, consent["statement"]))
             if r.status_code == 200:
                 return dict(r.json())
-            assert r.json().get("code") == "consent_nonce_mismatch", r.text
+            assert r.json().get("code") in _MISHEARD, r.text
             heard.append(r.json()["checks"]["transcript"]["transcript"])
         raise AssertionError(f"the speaker's reading was never verified: {heard}")
 
