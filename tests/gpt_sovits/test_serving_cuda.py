@@ -251,3 +251,29 @@ def test_fused_step_precision_full_size_fp16(fixtures_dir: Path) -> None:
         error = {k: float((v - ref).norm() / ref.norm()) for k, v in logits.items()}
         assert error["fused"] <= max(1.2 * error["stock"], 1e-3), (trial, error)
         assert torch.equal(logits["fused"].argmax(-1), ref.argmax(-1)), trial
+
+
+def test_fused_sampler_keeps_tokens_in_vocabulary_on_nan_logits(fixtures_dir: Path) -> None:
+    """A model that produces NaN must not make the sampler emit an id past the vocabulary: the
+    next step's embedding lookup would then assert on the device and end every request."""
+    pytest.importorskip(
+        "triton",
+        reason="Triton is not installed (it comes with CUDA builds of torch; CPU installs do without it)",
+    )
+    from voiceseal_models.gpt_sovits.serving import triton_step
+    from voiceseal_models.gpt_sovits.serving.batch_decode import SlotPool
+
+    network = _model(fixtures_dir).network
+    vocab = network.config.vocab_size
+    rows = 4
+    pool = SlotPool.allocate(network, rows, 64, device=torch.device("cuda"), dtype=torch.float32)
+    pool.sampling.top_k.fill_(vocab)
+    pool.sampling.top_p.fill_(1.0)
+    pool.sampling.temperature.fill_(1.0)
+    pool.sampling.penalty.fill_(1.0)
+    pool.sampling.ignore_eos.copy_(torch.tensor([True, False, True, False]))
+    pool.sampling.step.fill_(100)
+    logits = torch.full((rows, vocab), float("nan"), device="cuda")
+    out = triton_step.sample_and_advance(network, pool, rows, logits, None).cpu()
+    assert ((out[:, 0] >= 0) & (out[:, 0] < vocab)).all(), out
+    assert ((pool.tokens.cpu() >= 0) & (pool.tokens.cpu() < vocab)).all()

@@ -219,13 +219,17 @@ def select_step(
     compile_step: bool = False,
     fused: bool | None = None,
     fused_max_rows: int | None = None,
+    check_capacity: int = 96,
 ) -> StepFunction:
     """The step a scheduler runs: the fused Triton step (`fused=True` requires it; None takes it
     on CUDA when Triton imports and its self-check on this network passes, unless
     `compile_step` asks for `torch.compile`), else `torch.compile` when asked, else the eager
-    `decode_and_sample`."""
+    `decode_and_sample`. The self-check reads `check_capacity` cache slots (a span bucket of
+    the caller's, so that it launches kernel variants the caller compiled already)."""
     if fused is None:
-        fused = not compile_step and device.type == "cuda" and fused_available(network)
+        fused = (
+            not compile_step and device.type == "cuda" and fused_available(network, check_capacity)
+        )
     if fused:
         if device.type != "cuda":
             raise ValueError(f"the fused step needs a CUDA device, got {device}")
@@ -233,7 +237,7 @@ def select_step(
     return compiled_step() if compile_step else decode_and_sample
 
 
-def fused_available(network: Text2SemanticDecoder) -> bool:
+def fused_available(network: Text2SemanticDecoder, capacity: int = 96) -> bool:
     """Triton imports, the network's shapes are supported and the fused logits match the eager
     ones on random cache contents (`triton_step.self_check`). Logged, never raised."""
     try:
@@ -242,7 +246,7 @@ def fused_available(network: Text2SemanticDecoder) -> bool:
         _log.info("fused decode step unavailable (%s); using the eager step", exc)
         return False
     try:
-        error = self_check(network)
+        error = self_check(network, capacity=capacity)
     except (RuntimeError, ValueError) as exc:
         _log.warning("fused decode step failed its self-check (%s); using the eager step", exc)
         return False

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from voiceseal_models.gpt_sovits.serving.kernel_launch import compile_only, launch
 from voiceseal_models.gpt_sovits.sovits.generator import LRELU_SLOPE, Generator, ResBlock1
 from voiceseal_models.gpt_sovits.sovits.weight_norm import (
     WeightNormConv1d,
@@ -174,7 +175,7 @@ def activate(
     out = torch.empty_like(x) if out is None else out
     n_rows, n_cols, c, channels_last, grid = _grid(x)
     tile_r, tile_c = _TILES[channels_last]
-    _activate_kernel[grid](
+    launch(_activate_kernel, grid,
         x, x if bias is None else bias, x if mask is None else mask, out, n_rows, n_cols, c,
         int(bias is not None), int(mask is not None), slope, scale,
         CL=channels_last, BLOCK_R=tile_r, BLOCK_C=tile_c, num_warps=4,
@@ -212,7 +213,7 @@ def residual(
     else:
         assert acc is not None
         s_out = act_out = acc_out = acc
-    _residual_kernel[grid](
+    launch(_residual_kernel, grid,
         t, y, t if bias is None else bias, t if mask is None else mask, s_out, act_out, acc_out,
         n_rows, n_cols, c, int(bias is not None), int(mask is not None), mode, LRELU_SLOPE,
         CL=channels_last, BLOCK_R=tile_r, BLOCK_C=tile_c, num_warps=4,
@@ -303,15 +304,16 @@ class FastGenerator:
     @torch.inference_mode()
     def warm_up(self) -> None:
         """Compile the fused kernels now (Triton compiles at first launch: ~1 s per kernel and
-        layout on a fresh machine, nothing once its on-disk cache holds them) by running them
-        on a tiny input in both layouts."""
+        layout on a fresh machine, nothing once its on-disk cache holds them), for both layouts,
+        side by side on threads."""
         weight = self.dec.conv_pre.weight
         x = torch.zeros(2, 4, 1, 3, device=weight.device, dtype=weight.dtype)
         mask = torch.ones(2, 1, 1, 3, device=weight.device, dtype=weight.dtype)
         bias = torch.zeros(4, device=weight.device, dtype=weight.dtype)
-        for t in (x, x.contiguous(memory_format=torch.channels_last)):
-            activate(t, mask, LRELU_SLOPE, bias=bias)
-            residual(t, t.clone(), mask, _NEXT_UNIT, bias=bias)
+        with compile_only():  # the variants side by side (kernel_launch)
+            for t in (x, x.contiguous(memory_format=torch.channels_last)):
+                activate(t, mask, LRELU_SLOPE, bias=bias)
+                residual(t, t.clone(), mask, _NEXT_UNIT, bias=bias)
 
     @torch.inference_mode()
     def __call__(self, x: Tensor, g: Tensor, x_mask: Tensor | None = None) -> Tensor:

@@ -20,6 +20,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from voiceseal_models.gpt_sovits.serving.kernel_launch import launch
+
 try:  # Triton ships with CUDA builds of PyTorch only.
     import triton
     import triton.language as tl
@@ -117,7 +119,7 @@ def ragged_attention(
     if keys.stride(3) != 1 or values.stride(3) != 1 or q.stride(2) != 1 or dim & (dim - 1):
         raise ValueError("the head axis must be contiguous and a power of two")
     out = torch.empty(rows, heads, dim, dtype=q.dtype, device=q.device)
-    _ragged_kernel[(rows, heads)](
+    launch(_ragged_kernel, (rows, heads),
         q, keys, values, lengths, out,
         q.stride(0), q.stride(1),
         keys.stride(0), keys.stride(1), keys.stride(2),

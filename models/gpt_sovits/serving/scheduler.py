@@ -34,7 +34,9 @@ from torch import Tensor
 
 from voiceseal_models.gpt_sovits.serving.batch_decode import (
     SlotPool,
+    StepFunction,
     StepGraphs,
+    fused_step,
     select_step,
 )
 from voiceseal_models.gpt_sovits.serving.errors import (
@@ -43,6 +45,7 @@ from voiceseal_models.gpt_sovits.serving.errors import (
     RequestTooLong,
     ServingError,
 )
+from voiceseal_models.gpt_sovits.serving.kernel_launch import compile_only
 from voiceseal_models.gpt_sovits.serving.requests import RequestHandle, T2SRequest
 from voiceseal_models.gpt_sovits.serving.sampler import MIN_STEPS_BEFORE_EOS
 from voiceseal_models.gpt_sovits.serving.wide_step import WIDE_MIN_ROWS, dispatch_step
@@ -176,13 +179,6 @@ class Scheduler:
         self.use_graphs = (
             self.config.cuda_graphs and self.device.type == "cuda" and not self.config.exact_rng
         )
-        self._step = select_step(
-            self.network,
-            self.device,
-            compile_step=self.config.compile_step,
-            fused=False if self.config.exact_rng else self.config.fused_step,
-            fused_max_rows=self.config.fused_max_rows,
-        )
         self._wide_from: int | None = None
         if (
             self.config.wide_min_rows is not None
@@ -190,7 +186,24 @@ class Scheduler:
             and not self.config.exact_rng
         ):
             self._wide_from = self.config.wide_min_rows
-            self._step = dispatch_step(self.config.wide_min_rows, self._step)
+        # Before the fused step's self-check launches anything: every Triton variant that the
+        # self-check and the graph captures will need, compiled side by side.
+        self._precompiled = (
+            self.use_graphs
+            and not self.config.compile_step
+            and self.config.fused_step is not False
+            and self._precompile()
+        )
+        self._step = select_step(
+            self.network,
+            self.device,
+            compile_step=self.config.compile_step,
+            fused=False if self.config.exact_rng else self.config.fused_step,
+            fused_max_rows=self.config.fused_max_rows,
+            check_capacity=self.config.length_buckets[0],
+        )
+        if self._wide_from is not None:
+            self._step = dispatch_step(self._wide_from, self._step)
         self.graphs = StepGraphs(self.network, self.pool, self._step) if self.use_graphs else None
         self.pipelined = (
             self.config.pipeline and self.device.type == "cuda" and not self.config.exact_rng
@@ -250,12 +263,41 @@ class Scheduler:
             return
         if self.active:
             raise RuntimeError("warm_up must run before requests are admitted")
-        for rows in self.config.rows_buckets:
-            for span in self._spans(rows):
-                if (rows, span) not in self.graphs:
-                    self.graphs.capture(rows, span)
+        buckets = [bucket for bucket in self._buckets() if bucket not in self.graphs]
+        if not self._precompiled:
+            self._compile_pass(self._step, buckets)
+        for rows, span in buckets:
+            self.graphs.capture(rows, span)
         torch.cuda.synchronize(self.device)
         self._reset_rows()
+
+    def _buckets(self) -> list[tuple[int, int]]:
+        """Every (rows, span) bucket that gets a graph."""
+        return [(rows, span) for rows in self.config.rows_buckets for span in self._spans(rows)]
+
+    @torch.inference_mode()
+    def _compile_pass(self, step: StepFunction, buckets: list[tuple[int, int]]) -> None:
+        """Compile the Triton variants that `step` launches in these buckets, side by side
+        (`kernel_launch`; a fresh H100 machine spent ~13 s compiling a full-size scheduler's
+        47 variants one by one inside its self-check and captures)."""
+        with compile_only():
+            for rows, span in buckets:
+                step(self.network, self.pool, rows, span, None)
+        # The pass ran the steps' PyTorch parts on the unlaunched kernels' garbage, and they
+        # wrote it into cache slots: NaN there would poison the masked attention of later rows.
+        self.pool.kv.zero_()
+
+    def _precompile(self) -> bool:
+        """`_compile_pass` over every bucket with the fused step, before its self-check (which
+        then reuses the variants of the shortest span bucket). False where Triton is missing."""
+        try:
+            step = fused_step(self.network, self.config.fused_max_rows)
+        except (ImportError, ValueError):  # no Triton, or shapes it does not handle
+            return False
+        if self._wide_from is not None:
+            step = dispatch_step(self._wide_from, step)
+        self._compile_pass(step, self._buckets())
+        return True
 
     @torch.inference_mode()
     def step(self) -> int:
