@@ -42,6 +42,7 @@ __all__ = [
     "SoVITSCheckpoint",
     "UnsupportedCheckpointError",
     "check_pair",
+    "init_device",
     "load_gpt_checkpoint",
     "load_manifest",
     "load_sovits_checkpoint",
@@ -153,6 +154,18 @@ class _Raw:
     md5_8k: str
     path: Path | None
     source: str
+
+
+def init_device(device: torch.device | str) -> torch.device:
+    """Where to build a model whose every tensor then comes from a checkpoint (use it as a
+    context manager around the constructor): the target GPU, or else the meta device.
+
+    The random initialisation is wasted either way. On the meta device it allocates nothing,
+    but the first operation there loads PyTorch's Python meta kernels, 1-3 s of a fresh
+    process holding the GIL (on an H100 machine it slowed a scheduler's warm-up running on
+    another thread); on a GPU it costs milliseconds and memory that the load frees again."""
+    target = torch.device(device)
+    return target if target.type == "cuda" else torch.device("meta")
 
 
 def _read(src: Source, *, meta_only: bool) -> _Raw:

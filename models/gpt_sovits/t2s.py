@@ -30,6 +30,7 @@ from torch import Tensor
 from voiceseal_models.gpt_sovits.checkpoint import (
     CheckpointError,
     GPTCheckpoint,
+    init_device,
     load_gpt_checkpoint,
 )
 from voiceseal_models.gpt_sovits.sampling import SamplingParams, sample_next
@@ -112,7 +113,7 @@ class Text2Semantic:
         stray = [k for k in ckpt.weights if not k.startswith(prefix)]
         if stray:
             raise ValueError(f"GPT weights without the '{prefix}' prefix: {stray[:5]}")
-        with torch.device("meta"):  # every tensor comes from the file: skip the random init
+        with init_device(device):  # every tensor comes from the file
             network = Text2SemanticDecoder(config)
         state = {k[len(prefix) :]: v for k, v in ckpt.weights.items()}
         try:

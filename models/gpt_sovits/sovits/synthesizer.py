@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checkpoint import SoVITSCheckpoint, load_sovits_checkpoint
+from ..checkpoint import SoVITSCheckpoint, init_device, load_sovits_checkpoint
 from ..errors import UnsupportedCheckpointError
 from .config import (
     CODEBOOK_SIZE,
@@ -154,8 +154,7 @@ class SynthesizerTrn(nn.Module):
                 "SynthesizerTrn runs full v1/v2/v2Pro/v2ProPlus files only"
             )
         config = SoVITSConfig.from_hparams(checkpoint.config, version=checkpoint.version)
-        # Build without allocating random weights; the checkpoint provides every tensor.
-        with torch.device("meta"):
+        with init_device(device):  # the checkpoint provides every tensor
             model = cls(config)
         model.load_official_weights(checkpoint.weights, dtype=dtype, assign=True)
         return model.to(device=device).eval().requires_grad_(False)
