@@ -277,3 +277,17 @@ def test_fused_sampler_keeps_tokens_in_vocabulary_on_nan_logits(fixtures_dir: Pa
     out = triton_step.sample_and_advance(network, pool, rows, logits, None).cpu()
     assert ((out[:, 0] >= 0) & (out[:, 0] < vocab)).all(), out
     assert ((pool.tokens.cpu() >= 0) & (pool.tokens.cpu() < vocab)).all()
+
+
+def test_precompile_pass_leaves_the_cache_clean(fixtures_dir: Path) -> None:
+    """The scheduler's compile pass runs its buckets' PyTorch parts on the output of kernels it
+    did not launch; whatever they wrote into the cache is wiped before anything reads it."""
+    pytest.importorskip(
+        "triton",
+        reason="Triton is not installed (it comes with CUDA builds of torch; CPU installs do without it)",
+    )
+    sched = Scheduler(
+        _model(fixtures_dir), SchedulerConfig(**{**CONFIG.__dict__, "fused_step": True})
+    )
+    assert sched._precompiled
+    assert int(torch.count_nonzero(sched.pool.kv)) == 0
