@@ -8,10 +8,11 @@ every block offset (a cyclic shift: one matrix product scores them all). The sta
 
 with s_t the keyed ±1 chips and F_t the folded feature. On audio that does not carry this key's
 mark, the chips are independent of F, so by Hoeffding's inequality P(z >= tau) <= exp(-tau^2 / 2)
-whatever the audio is. Each stage (the clip's own speed; the speed search) decodes at most
-DECODE_CANDIDATES of its best hypotheses at or above its threshold, and accepts one only if the
-24-bit keyed tag verifies, which is independent of the sync chips. :func:`false_positive_bound`
-(derived in README.md) bounds a false detection by about 3e-7 per clip.
+whatever the audio is. Each stage (the clip's own speed, read plainly; the same, read from the
+time-smoothed analysis; the speed search) decodes at most DECODE_CANDIDATES of its best
+hypotheses at or above its threshold, and accepts one only if the 24-bit keyed tag verifies,
+which is independent of the sync chips. :func:`false_positive_bound` (derived in README.md)
+bounds a false detection by about 4.4e-7 per clip.
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ FINE_SECONDS = 3.0
 FINE_PER_FRAME = 4
 #: Most hypotheses decoded per stage, best first (the false-positive bound counts them).
 DECODE_CANDIDATES = 3
+#: Readings of the clip at its own speed, each a stage of the bound: plain, then (if that does
+#: not decode) time-smoothed (``Spectrum.band_features(..., smooth=True)``), which holds up
+#: better under added noise.
+OWN_SPEED_READINGS = 2
 #: Shortest clip the detector analyses.
 MIN_SECONDS = 1.5
 
@@ -100,17 +105,18 @@ def _stage_chance(z: float, hypotheses: int) -> float:
 def false_positive_bound() -> float:
     """The design's bound on the probability of a false detection per clip (README.md)."""
     own, search = thresholds()
-    return _stage_chance(own, hypotheses_per_speed()) + _stage_chance(
+    return OWN_SPEED_READINGS * _stage_chance(own, hypotheses_per_speed()) + _stage_chance(
         search, speed_search_hypotheses()
     )
 
 
 def chance(z: float) -> float:
     """Bound on the probability that an unmarked clip yields a detection with sync statistic
-    ``z`` or more, in either stage (the complement is reported as confidence)."""
+    ``z`` or more, in any stage (the complement is reported as confidence)."""
     return min(
         1.0,
-        _stage_chance(z, hypotheses_per_speed()) + _stage_chance(z, speed_search_hypotheses()),
+        OWN_SPEED_READINGS * _stage_chance(z, hypotheses_per_speed())
+        + _stage_chance(z, speed_search_hypotheses()),
     )
 
 
@@ -177,13 +183,14 @@ class Detector:
         keep: int = DECODE_CANDIDATES,
         start: int = 0,
         reliability: bool = True,
+        smooth: bool = False,
     ) -> list[Candidate]:
         """Every (speed, phase, offset) hypothesis for ``speeds`` at once; the best ``keep``,
-        best first."""
+        best first. ``smooth``: the smoothed reading (see ``Spectrum.band_features``)."""
         speeds = np.asarray(speeds, dtype=np.float64).reshape(-1)
         origin = start * layout.FRAME_SECONDS / OWN_PER_FRAME
         feats = spectrum.band_features(
-            speeds, per_frame, max_seconds, start=start, reliability=reliability
+            speeds, per_frame, max_seconds, start=start, reliability=reliability, smooth=smooth
         )
         n_speeds, n_rows, nb = feats.shape
         b = layout.BLOCK_FRAMES
@@ -238,6 +245,13 @@ class Detector:
         if not spectrum.carries_anything:
             return None
         found = self._try(self.search(spectrum, np.ones(1), OWN_PER_FRAME), self.tau_own)
+        if found is not None:
+            return found
+        # The smoothed reading: measured on 200 speech clips of 3 s under white noise at 20 dB
+        # SNR, 0.35 of them decode plainly and 0.92 with it (either reading).
+        found = self._try(
+            self.search(spectrum, np.ones(1), OWN_PER_FRAME, smooth=True), self.tau_own
+        )
         if found is not None:
             return found
         # Both grids read the busiest stretch of the clip (pauses carry no mark): the coarse

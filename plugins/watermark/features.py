@@ -22,7 +22,7 @@ which keeps the false-positive bound of ``detect`` valid.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 
 import numpy as np
@@ -49,6 +49,10 @@ LOCAL_SPAN = 3
 LOCAL_EPS = 0.1
 #: Features are clipped at this many (robust) standard deviations.
 CLIP = 3.0
+#: The smoothed reading (``band_features(..., smooth=True)``) averages each band's log power and
+#: power over neighbouring analysis frames with a triangular kernel, the convolution of two
+#: moving averages of this many frames (weights 1, 2, 3, 4, 5, 4, 3, 2, 1: ±20 ms).
+SMOOTH_SPAN = 5
 
 
 @cache
@@ -72,6 +76,11 @@ class Spectrum:
     sums: npt.NDArray[np.float32]
     n_frames: int
     carries_anything: bool
+    #: The last band reading (log power and power per band before weighting), by its arguments:
+    #: the plain and the smoothed reading at the clip's own speed share it.
+    _read: dict[tuple[bytes, int, float | None, int], tuple[Array, Array]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def analyse(cls, audio: Array) -> Spectrum:
@@ -129,13 +138,25 @@ class Spectrum:
         *,
         start: int = 0,
         reliability: bool = True,
+        smooth: bool = False,
     ) -> Array:
         """Weighted band features for the clip replayed at each of ``speeds`` (> 1: faster and
         higher), at ``per_frame`` detection frames per mark frame, over at most ``max_seconds``
         of marked time from analysis frame ``start`` on; shape (speeds, detection frames,
         n_bands), zero where a speed runs past the clip. ``reliability=False`` skips the
         noise-floor weight and the local RMS (the coarse speed search, which only ranks speeds,
-        saves a partial sort and a filter that way)."""
+        saves a partial sort and a filter that way).
+
+        ``smooth=True`` is the smoothed reading: each band's log power and power are first
+        averaged over neighbouring detection frames with the triangular kernel of SMOOTH_SPAN
+        (``per_frame`` must be FINE_PER_FRAME, so detection frames are analysis frames; at the
+        clip's own speed this equals smoothing the analysis itself, since bands are linear in
+        its tables), and it skips the local RMS. Averaging the log power of overlapping frames
+        tames the heavy-tailed fluctuation of noisy bins, which is what added noise leaves where
+        the mark is weak; on clean audio it blurs neighbouring mark frames into each other, so
+        the detector reads it only when the plain reading does not decode."""
+        if smooth and per_frame != FINE_PER_FRAME:
+            raise ValueError("the smoothed reading needs one detection frame per analysis frame")
         speeds = np.asarray(speeds, dtype=np.float64).reshape(-1)
         stride = FINE_PER_FRAME / per_frame
         fine_hop = layout.FRAME_SECONDS / FINE_PER_FRAME
@@ -153,6 +174,34 @@ class Spectrum:
         nb = len(_sizes())
         if n_rows <= 2 * per_frame or self.n_frames == 0:
             return np.zeros((len(speeds), max(n_rows, 0), nb))
+        key = (speeds.tobytes(), per_frame, max_seconds, start)
+        if key in self._read:
+            log_band, power = self._read[key]
+        else:
+            log_band, power = self._bands(speeds, n_rows, stride, start)
+            self._read.clear()
+            self._read[key] = (log_band, power)
+        if smooth:
+            both = uniform_filter1d(
+                np.stack([log_band, power]), SMOOTH_SPAN, axis=2, mode="nearest"
+            )
+            uniform_filter1d(both, SMOOTH_SPAN, axis=2, mode="nearest", output=both)
+            log_band, power = both[0], both[1]
+        valid = np.arange(n_rows)[None, :] < counts[:, None]
+        # The local RMS is for the host's own change (onsets, codecs); under added noise it costs
+        # (smoothed reading, 400 clips of 3 s, white noise at 20 dB SNR: 0.95 decoded without
+        # it, 0.925 with it), so the smoothed reading does without.
+        feats = _relative(log_band, per_frame, counts, local=reliability and not smooth)
+        feats *= _expected(power)
+        if reliability:
+            feats *= _reliability(power, valid, counts)
+        return feats
+
+    def _bands(self, speeds: Array, n_rows: int, stride: float, start: int) -> tuple[Array, Array]:
+        """Mean normalised log power and power of every band, shape (speeds, n_rows, n_bands),
+        for detection frames ``stride`` analysis frames apart from ``start`` on."""
+        fine_hop = layout.FRAME_SECONDS / FINE_PER_FRAME
+        half = layout.FRAME_SECONDS / 2
         centres = (np.arange(n_rows) * stride * fine_hop + half)[None, :] / speeds[:, None]
         rows = np.rint((centres - half) / fine_hop).astype(np.int64) + start
         np.clip(rows, 0, self.n_frames - 1, out=rows)
@@ -169,12 +218,7 @@ class Spectrum:
         width = (_sizes()[None, None, :] * speeds[:, None, None]).astype(np.float32)
         log_band = np.diff(log_sum, axis=2) / width
         power = np.maximum(-np.diff(power_sum, axis=2), 0.0)
-        valid = np.arange(n_rows)[None, :] < counts[:, None]
-        feats = _relative(log_band, per_frame, counts, local=reliability)
-        feats *= _expected(power)
-        if reliability:
-            feats *= _reliability(power, valid, counts)
-        return feats
+        return log_band, power
 
 
 def _inverse_scale(log_power: npt.NDArray[np.float32]) -> Array:
@@ -200,10 +244,10 @@ def _reliability(
     drowns weak tiles first, and their features then carry only noise; on clean audio the floor
     is near zero and weights near one."""
     ks = np.maximum(0, (NOISE_PERCENTILE / 100 * (counts - 1)).astype(np.int64))
-    ranked = np.where(valid[:, :, None], power, np.inf)
-    kth = np.unique(ks)
-    ranked = np.partition(ranked, kth, axis=1)
-    floor = np.take_along_axis(ranked, ks[:, None, None], axis=1)
+    # Frames last: partitioning along the contiguous axis is about twice as fast.
+    ranked = np.where(valid[:, None, :], power.transpose(0, 2, 1), np.inf)
+    ranked.partition(np.unique(ks), axis=2)
+    floor = np.take_along_axis(ranked, ks[:, None, None], axis=2).transpose(0, 2, 1)
     with np.errstate(divide="ignore", invalid="ignore"):
         share = np.where(power > 0, 1.0 - floor / power, 0.0)
     return np.clip(share, 0.0, 1.0, out=share)

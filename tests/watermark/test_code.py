@@ -58,9 +58,12 @@ def test_settings_meet_the_false_positive_bound() -> None:
     own, search = detect.thresholds()
     # Per stage: at most DECODE_CANDIDATES decodes, and on average at most H exp(-tau^2/2)
     # hypotheses reach the threshold; each decode passes the tag with 2^-TAG_BITS.
+    # The clip's own speed is read twice (plainly, then time-smoothed): two stages.
+    assert detect.OWN_SPEED_READINGS == 2
     per_stage = [
         min(detect.DECODE_CANDIDATES, h * math.exp(-tau * tau / 2)) * tag
         for h, tau in (
+            (detect.hypotheses_per_speed(), own),
             (detect.hypotheses_per_speed(), own),
             (detect.speed_search_hypotheses(), search),
         )

@@ -12,7 +12,8 @@ import pytest
 import soxr
 
 from voiceseal.contracts import Watermarker
-from voiceseal_plugins.watermark import layout
+from voiceseal_plugins.watermark import features, layout
+from voiceseal_plugins.watermark.features import Spectrum
 from voiceseal_plugins.watermark.scheme import PatchworkWatermarker
 
 Array = npt.NDArray[np.float32]
@@ -132,6 +133,73 @@ def test_three_second_clip_survives(
     attacked = attack(marked_10s[16000 : 4 * 16000].astype(np.float64))
     found = watermarker.detect(attacked.astype(np.float32), 16000)
     assert found is not None and found.payload == payload
+
+
+def test_smoothed_reading_equals_reading_a_smoothed_analysis(
+    speech_10s: Array, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Bands are linear in the analysis tables, so smoothing bands over frames at the clip's own
+    # speed is smoothing the analysis itself (triangular kernel: two moving averages). Compared
+    # before the weights: band powers near float32 resolution of the running sums differ.
+    from scipy.ndimage import uniform_filter1d
+
+    seen: list[tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] = []
+    relative, expected = features._relative, features._expected
+    bands: list[npt.NDArray[np.float64]] = []
+
+    def spy_relative(b: npt.NDArray[np.float64], *args: object, **kw: bool) -> object:
+        bands.append(b.copy())
+        return relative(b, *args, **kw)  # type: ignore[arg-type]
+
+    def spy_expected(power: npt.NDArray[np.float64]) -> object:
+        seen.append((bands[-1], power.copy()))
+        return expected(power)
+
+    monkeypatch.setattr(features, "_relative", spy_relative)
+    monkeypatch.setattr(features, "_expected", spy_expected)
+    spectrum = Spectrum.analyse(speech_10s[: 2 * 16000].astype(np.float64))
+    tables = spectrum.sums.reshape(4, spectrum.n_frames, -1)
+    for _ in range(2):
+        tables = uniform_filter1d(tables, features.SMOOTH_SPAN, axis=1, mode="nearest")
+    smoothed = Spectrum(tables.reshape(4, -1), spectrum.n_frames, spectrum.carries_anything)
+    spectrum.band_features(np.ones(1), features.FINE_PER_FRAME, smooth=True)
+    smoothed.band_features(np.ones(1), features.FINE_PER_FRAME)
+    spectrum.band_features(np.ones(1), features.FINE_PER_FRAME)
+    (log_direct, power_direct), (log_tables, power_tables), (log_plain, _) = seen
+    np.testing.assert_allclose(log_direct, log_tables, atol=1e-3)
+    loud = power_tables > 1e-3 * power_tables.max()
+    np.testing.assert_allclose(power_direct[loud], power_tables[loud], rtol=1e-3)
+    assert np.abs(log_direct - log_plain).max() > 0.1
+    with pytest.raises(ValueError, match="one detection frame per analysis frame"):
+        spectrum.band_features(np.ones(1), 2, smooth=True)
+
+
+def test_smoothed_reading_decodes_three_seconds_in_white_noise(
+    watermarker: PatchworkWatermarker, marked_10s: Array, payload: bytes
+) -> None:
+    # White noise at 20 dB SNR on 3 s clips: the plain reading at the clip's own speed rarely
+    # decodes; the time-smoothed reading, which the detector tries next, mostly does.
+    detector = watermarker._detector
+    plain = smoothed = found = 0
+    for start in (4, 5):
+        for seed in (10, 11, 12, 13):
+            x = marked_10s[start * 16000 : (start + 3) * 16000].astype(np.float64)
+            rng = np.random.default_rng(seed)
+            noisy = x + rng.normal(0, np.sqrt(np.mean(x**2) / 100), len(x))
+            spectrum = Spectrum.analyse(noisy)
+            for smooth in (False, True):
+                hits = detector.search(spectrum, np.ones(1), 4, smooth=smooth)
+                hit = detector._try(hits, detector.tau_own)
+                ok = hit is not None and hit.payload == payload
+                if smooth:
+                    smoothed += ok
+                else:
+                    plain += ok
+            result = watermarker.detect(noisy.astype(np.float32), 16000)
+            found += result is not None and result.payload == payload
+    assert plain <= 2
+    assert smoothed >= 6
+    assert found >= smoothed
 
 
 def _ffmpeg() -> str | None:
