@@ -156,16 +156,27 @@ class _Raw:
     source: str
 
 
-def init_device(device: torch.device | str) -> torch.device:
+def init_device(
+    device: torch.device | str, weights: Mapping[str, torch.Tensor] | None = None
+) -> torch.device:
     """Where to build a model whose every tensor then comes from a checkpoint (use it as a
-    context manager around the constructor): the target GPU, or else the meta device.
+    context manager around the constructor): the target GPU when it has room for a float32 copy
+    of ``weights`` to spare, else the meta device.
 
     The random initialisation is wasted either way. On the meta device it allocates nothing,
     but the first operation there loads PyTorch's Python meta kernels, 1-3 s of a fresh
     process holding the GIL (on an H100 machine it slowed a scheduler's warm-up running on
-    another thread); on a GPU it costs milliseconds and memory that the load frees again."""
+    another thread); on a GPU it costs milliseconds, and memory that the load frees again,
+    which a GPU already filled with other models may not have."""
     target = torch.device(device)
-    return target if target.type == "cuda" else torch.device("meta")
+    if target.type != "cuda":
+        return torch.device("meta")
+    if weights is not None:
+        needed = 4 * sum(t.numel() for t in weights.values())
+        free, _ = torch.cuda.mem_get_info(target)
+        if free < 2 * needed:  # the random copy, then the loaded weights beside it
+            return torch.device("meta")
+    return target
 
 
 def _read(src: Source, *, meta_only: bool) -> _Raw:

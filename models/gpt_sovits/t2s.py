@@ -113,7 +113,7 @@ class Text2Semantic:
         stray = [k for k in ckpt.weights if not k.startswith(prefix)]
         if stray:
             raise ValueError(f"GPT weights without the '{prefix}' prefix: {stray[:5]}")
-        with init_device(device):  # every tensor comes from the file
+        with init_device(device, ckpt.weights):  # every tensor comes from the file
             network = Text2SemanticDecoder(config)
         state = {k[len(prefix) :]: v for k, v in ckpt.weights.items()}
         try:

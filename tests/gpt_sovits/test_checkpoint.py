@@ -22,6 +22,7 @@ from voiceseal_models.gpt_sovits.checkpoint import (
     ManifestMismatchError,
     UnsupportedCheckpointError,
     check_pair,
+    init_device,
     load_gpt_checkpoint,
     load_manifest,
     load_sovits_checkpoint,
@@ -564,3 +565,9 @@ def test_fixture_files_match_provenance(fixtures_dir: Path) -> None:
     assert {name for _, name in listed} >= {"t2s_tiny.ckpt", "t2s_tiny_io.pt", "s2_v2_tiny.pth"}
     for digest, name in listed:
         assert hashlib.sha256((fixtures_dir / name).read_bytes()).hexdigest() == digest, name
+
+
+def test_models_for_the_cpu_are_built_on_the_meta_device() -> None:
+    # Their random initialisation would be thrown away by the checkpoint's tensors.
+    assert init_device("cpu").type == "meta"
+    assert init_device(torch.device("cpu"), {"w": torch.zeros(3)}).type == "meta"

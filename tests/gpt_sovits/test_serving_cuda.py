@@ -291,3 +291,12 @@ def test_precompile_pass_leaves_the_cache_clean(fixtures_dir: Path) -> None:
     )
     assert sched._precompiled
     assert int(torch.count_nonzero(sched.pool.kv)) == 0
+
+
+def test_models_for_a_gpu_are_built_there_when_it_has_room() -> None:
+    from voiceseal_models.gpt_sovits.checkpoint import init_device
+
+    assert init_device("cuda", {"w": torch.zeros(1000)}) == torch.device("cuda")
+    # A float32 copy of a trillion weights fits no GPU: the meta device instead.
+    huge = {"w": torch.empty(10**12, device="meta")}
+    assert init_device("cuda", huge).type == "meta"

@@ -154,7 +154,7 @@ class SynthesizerTrn(nn.Module):
                 "SynthesizerTrn runs full v1/v2/v2Pro/v2ProPlus files only"
             )
         config = SoVITSConfig.from_hparams(checkpoint.config, version=checkpoint.version)
-        with init_device(device):  # the checkpoint provides every tensor
+        with init_device(device, checkpoint.weights):  # the checkpoint provides every tensor
             model = cls(config)
         model.load_official_weights(checkpoint.weights, dtype=dtype, assign=True)
         return model.to(device=device).eval().requires_grad_(False)
