@@ -476,7 +476,7 @@ class Bench:
             self._sustained(t2s, synth, sched, voice, n, settings)
         # SoVITS and the decode taking turns instead (batches of at least 32 jobs).
         turns = settings | {"min_batch": min(32, settings["max_batch"])}
-        self._wave_turns(t2s, synth, sched, voice, levels[-1], turns)
+        self._sustained(t2s, synth, sched, voice, levels[-1], turns, True, waves=1)
         self._sustained(t2s, synth, sched, voice, levels[-1], turns, True)
         if not self.small:  # what the batching knobs and the stream priority are worth
             top = levels[-1]
@@ -551,51 +551,6 @@ class Bench:
         self.results[f"ours_sovits_busy_s_c{n}{label}"] = worker.busy_s
         self.results[f"ours_sovits_batches_c{n}{label}"] = worker.batches
 
-    def _wave_turns(
-        self,
-        t2s: Text2Semantic,
-        synth: SynthesizerTrn,
-        sched: Scheduler,
-        voice: PreparedVoice,
-        n: int,
-        settings: dict[str, Any],
-    ) -> None:
-        """`_pipeline`'s wave of n requests with SoVITS taking turns with the decode on this
-        thread: once `min_batch` requests have their tokens (or none is decoding any more), a
-        SoVITS batch of up to `max_batch` of them runs while the decode waits."""
-        dec = FastGenerator(synth.dec) if self.cuda else None
-        lengths = torch.randint(
-            self.forced // 2, 3 * self.forced // 2 + 1, (n,), generator=self.gen
-        ).tolist()
-        reqs = [self.request(t2s, voice, int(k), seed=100 + i)[0] for i, k in enumerate(lengths)]
-        phones = [self.sovits_phones(int(k)) for k in lengths]
-        self.sync()
-        t0 = time.perf_counter()
-        handles = [sched.submit(r) for r in reqs]
-        taken: set[int] = set()
-        waiting: list[int] = []
-        answered = 0
-        sovits_s = 0.0
-        while answered < n:
-            if sched.busy:
-                sched.step()
-            for i, h in enumerate(handles):
-                if h.done and i not in taken:
-                    taken.add(i)
-                    waiting.append(i)
-            if waiting and (len(waiting) >= settings["min_batch"] or not sched.busy):
-                batch, waiting = waiting[: settings["max_batch"]], waiting[settings["max_batch"] :]
-                started = time.perf_counter()
-                jobs = [AudioJob(handles[i].result().generated, phones[i], voice.ge) for i in batch]
-                with torch.inference_mode():
-                    _ = [a.float().cpu() for a in decode_batch(synth, jobs, dec=dec)]
-                sovits_s += time.perf_counter() - started
-                answered += len(batch)
-        wall = time.perf_counter() - t0
-        self.results[f"ours_audio_s_per_s_c{n}_turns"] = sum(lengths) / TOKENS_PER_SECOND / wall
-        self.results[f"ours_wall_s_c{n}_turns"] = wall
-        self.results[f"ours_sovits_busy_s_c{n}_turns"] = sovits_s
-
     def _sustained(
         self,
         t2s: Text2Semantic,
@@ -611,8 +566,8 @@ class Bench:
         done (a closed loop: n requests always in the system), `waves * n` requests of unequal
         lengths in all. The rate counts the audio finished between the n-th answer (every
         client has been served once: the pipeline is full) and the last submission (from then
-        on it drains), over that window; `_pipeline` reports one wave submitted at once, ramp
-        and drain included.
+        on it drains), over that window. With `waves=1` every request is submitted at once
+        and the rate is all the audio over the whole run, as `_pipeline` counts it.
 
         SoVITS runs on the worker's thread and stream beside the decode steps, or with `turns`
         on this thread between them: a batch (at least the worker's `min_batch` jobs, or
@@ -666,16 +621,22 @@ class Bench:
             worker.close()
             sovits_s = worker.busy_s
         done = sorted(answered)
+        wall = done[-1][0] - t0
+        key = f"c{n}_turns" if turns else f"c{n}"
+        if waves == 1:
+            self.results[f"ours_audio_s_per_s_{key}"] = sum(a for _, a in done) / wall
+            self.results[f"ours_wall_s_{key}"] = wall
+            self.results[f"ours_sovits_busy_s_{key}"] = sovits_s
+            return
         start = done[n - 1][0]
         window = [a for t, a in done if start < t <= last_submit]
         span = last_submit - start
-        key = f"c{n}_turns" if turns else f"c{n}"
         self.results[f"ours_sustained_audio_s_per_s_{key}"] = (
             sum(window) / span if span > 0 and window else 0.0
         )
         self.results[f"ours_sustained_requests_{key}"] = total
         self.results[f"ours_sustained_sovits_busy_s_{key}"] = sovits_s
-        self.results[f"ours_sustained_wall_s_{key}"] = done[-1][0] - t0
+        self.results[f"ours_sustained_wall_s_{key}"] = wall
 
     def memory(self, gpt: Path, sovits: Path, t2s: Text2Semantic, synth: SynthesizerTrn) -> None:
         self.results["model_pair_weight_MB"] = (
@@ -791,12 +752,44 @@ class Bench:
         self.results["eager_generate_250_s"] = t_ar
         self.results["eager_generate_tokens"] = int(res.generated.numel())
 
+    def decode_rest_s(self, sched: Scheduler, req: T2SRequest, repeats: int) -> float:
+        """Median wall time of decoding `req` alone after its first step (one untimed run
+        first); the forced length must come out."""
+
+        def once() -> float:
+            handle = sched.submit(req)
+            sched.step()
+            rest, _ = self.timed(sched.run_until_idle)
+            assert handle.result().generated.numel() == self.forced
+            return rest
+
+        once()
+        return statistics.median(once() for _ in range(repeats))
+
+    def profile_steps(self, sched: Scheduler, key: str, *, cpu: bool = False) -> Any:
+        """Profile 20 scheduler steps after 5 untimed ones (requests must be in flight);
+        records `{key}_kernels_per_step` and `{key}_gpu_us_per_step`, returns the profiler."""
+        from torch.profiler import ProfilerActivity, profile
+
+        for _ in range(5):
+            sched.step()
+        steps = 20
+        activities = [ProfilerActivity.CUDA] + ([ProfilerActivity.CPU] if cpu else [])
+        with profile(activities=activities) as prof:
+            for _ in range(steps):
+                sched.step()
+            self.sync()
+        kernels = [e for e in prof.events() if e.device_type.name == "CUDA"]
+        self.results[f"{key}_kernels_per_step"] = len(kernels) / steps
+        self.results[f"{key}_gpu_us_per_step"] = (
+            sum(e.device_time for e in kernels) / steps if kernels else 0.0
+        )
+        return prof
+
     def fused(self, t2s: Text2Semantic, voice: PreparedVoice) -> None:
         """The Triton step against the stock graphed step: batch-1 decode through the scheduler
         (tokens/s, kernels and GPU time per step, greedy tokens over the forced length), then
         graph replays of the bare step at several row counts (GPU time, logit agreement)."""
-        from torch.profiler import ProfilerActivity, profile
-
         capacity = self.scheduler_config().capacity
         greedy: dict[str, list[int]] = {}
         for name, fused in (("graph", False), ("fused", True)):
@@ -807,16 +800,7 @@ class Bench:
             sched = Scheduler(t2s, config)
             self.results[f"{name}_warm_up_s"] = self.timed(sched.warm_up)[0]
             req, _ = self.request(t2s, voice, self.forced, seed=1)
-
-            def once(sched: Scheduler = sched, req: T2SRequest = req) -> float:
-                handle = sched.submit(req)
-                sched.step()
-                rest, _ = self.timed(sched.run_until_idle)
-                assert handle.result().generated.numel() == self.forced
-                return rest
-
-            once()
-            rest = statistics.median(once() for _ in range(5))
+            rest = self.decode_rest_s(sched, req, 5)
             self.results[f"{name}_tok_per_s_b1"] = (self.forced - 1) / rest
             print(f"{name}: {(self.forced - 1) / rest:.0f} tok/s at batch 1", flush=True)
             greedy_req = replace(req, sampling=SamplingParams(top_k=1))
@@ -826,19 +810,10 @@ class Bench:
             if not self.cuda:
                 continue
             handle = sched.submit(req)
-            for _ in range(5):
-                sched.step()
-            steps = 20
-            with profile(activities=[ProfilerActivity.CUDA]) as prof:
-                for _ in range(steps):
-                    sched.step()
-                self.sync()
-            kernels = [e for e in prof.events() if e.device_type.name == "CUDA"]
-            self.results[f"{name}_kernels_per_step"] = len(kernels) / steps
-            self.results[f"{name}_gpu_us_per_step"] = sum(e.device_time for e in kernels) / steps
+            prof = self.profile_steps(sched, name)
             if self.args.profile:
                 with Path(self.args.profile).open("a") as f:
-                    f.write(f"=== {name} step, batch 1, {steps} steps ===\n")
+                    f.write(f"=== {name} step, batch 1, 20 steps ===\n")
                     f.write(prof.key_averages().table(sort_by="cuda_time_total", row_limit=30))
                     f.write("\n")
             handle.cancel()
@@ -937,8 +912,6 @@ class Bench:
 
     def compiled(self, t2s: Text2Semantic, voice: PreparedVoice) -> None:
         """Batch 1 with the step through torch.compile (one row bucket, two length buckets)."""
-        from torch.profiler import ProfilerActivity, profile
-
         capacity = self.scheduler_config().capacity
         config = self.scheduler_config(
             max_rows=1,
@@ -949,54 +922,24 @@ class Bench:
         sched = Scheduler(t2s, config)
         self.results["compiled_warm_up_s"] = self.timed(sched.warm_up)[0]
         req, _ = self.request(t2s, voice, self.forced, seed=1)
-
-        def once() -> float:
-            handle = sched.submit(req)
-            sched.step()
-            rest, _ = self.timed(sched.run_until_idle)
-            assert handle.result().generated.numel() == self.forced
-            return rest
-
-        once()
-        rest = statistics.median(once() for _ in range(3))
+        rest = self.decode_rest_s(sched, req, 3)
         self.results["compiled_tok_per_s_b1"] = (self.forced - 1) / rest
         if not self.cuda:
             return
         handle = sched.submit(req)
-        for _ in range(5):
-            sched.step()
-        steps = 20
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            for _ in range(steps):
-                sched.step()
-            self.sync()
-        kernels = [e for e in prof.events() if e.device_type.name == "CUDA"]
-        self.results["compiled_kernels_per_step"] = len(kernels) / steps
-        self.results["compiled_gpu_us_per_step"] = sum(e.device_time for e in kernels) / steps
+        self.profile_steps(sched, "compiled")
         handle.cancel()
         sched.run_until_idle()
 
     def profile(
         self, sched: Scheduler, t2s: Text2Semantic, voice: PreparedVoice, path: Path
     ) -> None:
-        from torch.profiler import ProfilerActivity, profile
-
         for rows in (1, 128):
             reqs = [self.request(t2s, voice, 60, seed=i)[0] for i in range(rows)]
             handles = [sched.submit(r) for r in reqs]
-            for _ in range(5):
-                sched.step()
-            steps = 20
-            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-                for _ in range(steps):
-                    sched.step()
-                self.sync()
-            kernels = [e for e in prof.events() if e.device_type.name == "CUDA"]
-            gpu_us = sum(e.device_time for e in kernels) / steps if kernels else 0.0
-            self.results[f"profile_b{rows}_kernels_per_step"] = len(kernels) / steps
-            self.results[f"profile_b{rows}_gpu_us_per_step"] = gpu_us
+            prof = self.profile_steps(sched, f"profile_b{rows}", cpu=True)
             with path.open("a") as f:
-                f.write(f"=== our step, batch {rows}, {steps} steps ===\n")
+                f.write(f"=== our step, batch {rows}, 20 steps ===\n")
                 f.write(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25))
                 f.write("\n")
             for h in handles:
