@@ -93,17 +93,13 @@ def freeze(dec: Generator) -> dict[torch.nn.Module, torch.Tensor]:
     return out
 
 
-def gen_frozen(
-    dec: Generator, W: dict, x: torch.Tensor, g: torch.Tensor, mask: torch.Tensor | None
-):
-    """Generator.forward with precomputed kernels (NCW conv1d)."""
+Conv = Callable[[Any, torch.Tensor], torch.Tensor]
 
-    def conv(m: Any, t: torch.Tensor) -> torch.Tensor:
-        if isinstance(m, WeightNormConvTranspose1d):
-            return F.conv_transpose1d(t, W[m], m.bias, stride=m.stride, padding=m.padding)
-        if isinstance(m, WeightNormConv1d):
-            return F.conv1d(t, W[m], m.bias, padding=m.padding, dilation=m.dilation)
-        return F.conv1d(t, W[m], m.bias, padding=m.padding, dilation=m.dilation)
+
+def _generator_pass(
+    dec: Generator, conv: Conv, x: torch.Tensor, g: torch.Tensor, mask: torch.Tensor | None
+) -> torch.Tensor:
+    """Generator.forward with each convolution done by ``conv`` (any layout it handles)."""
 
     def block(b: ResBlock1, t: torch.Tensor, xm: torch.Tensor | None) -> torch.Tensor:
         for c1, c2 in zip(b.convs1, b.convs2, strict=True):
@@ -137,6 +133,19 @@ def gen_frozen(
     return audio if mask is None else audio * mask
 
 
+def gen_frozen(
+    dec: Generator, W: dict, x: torch.Tensor, g: torch.Tensor, mask: torch.Tensor | None
+):
+    """Generator.forward with precomputed kernels (NCW conv1d)."""
+
+    def conv(m: Any, t: torch.Tensor) -> torch.Tensor:
+        if isinstance(m, WeightNormConvTranspose1d):
+            return F.conv_transpose1d(t, W[m], m.bias, stride=m.stride, padding=m.padding)
+        return F.conv1d(t, W[m], m.bias, padding=m.padding, dilation=m.dilation)
+
+    return _generator_pass(dec, conv, x, g, mask)
+
+
 def freeze4(dec: Generator) -> dict[torch.nn.Module, torch.Tensor]:
     """Kernels as 2-D (H=1) channels-last weights."""
     return {
@@ -156,39 +165,10 @@ def gen_nhwc(dec: Generator, W: dict, x: torch.Tensor, g: torch.Tensor, mask: to
         dil = m.dilation if isinstance(m.dilation, int) else m.dilation[0]
         return F.conv2d(t, W[m], m.bias, padding=(0, pad), dilation=(1, dil))
 
-    def block(b: ResBlock1, t: torch.Tensor, xm: torch.Tensor | None) -> torch.Tensor:
-        for c1, c2 in zip(b.convs1, b.convs2, strict=True):
-            xt = F.leaky_relu(t, LRELU_SLOPE)
-            if xm is not None:
-                xt = xt * xm
-            xt = F.leaky_relu(conv(c1, xt), LRELU_SLOPE)
-            if xm is not None:
-                xt = xt * xm
-            t = t + conv(c2, xt)
-        return t
-
     x = x.unsqueeze(2).contiguous(memory_format=cl)
-    if mask is not None:
-        mask = mask.unsqueeze(2)
-        x = x * mask
-    x = conv(dec.conv_pre, x) + conv(dec.cond, g.unsqueeze(2).contiguous(memory_format=cl))
-    for stage, (up, rate) in enumerate(zip(dec.ups, dec.upsample_rates, strict=True)):
-        x = F.leaky_relu(x, LRELU_SLOPE)
-        if mask is not None:
-            x = x * mask
-            mask = mask.repeat_interleave(rate, dim=-1)
-        x = conv(up, x)
-        blocks = dec.resblocks[stage * dec.num_kernels : (stage + 1) * dec.num_kernels]
-        acc = block(blocks[0], x, mask)
-        for b in blocks[1:]:
-            acc = acc + block(b, x, mask)
-        x = acc / dec.num_kernels
-    x = F.leaky_relu(x)
-    if mask is not None:
-        x = x * mask
-    audio = torch.tanh(conv(dec.conv_post, x))
-    audio = audio if mask is None else audio * mask
-    return audio[:, :, 0]
+    g = g.unsqueeze(2).contiguous(memory_format=cl)
+    mask = None if mask is None else mask.unsqueeze(2)
+    return _generator_pass(dec, conv, x, g, mask)[:, :, 0]
 
 
 def sovits_inputs(model: SynthesizerTrn, batch: int, tokens: int, gen: torch.Generator) -> dict:

@@ -377,3 +377,31 @@ def test_vocoder_worker_batches_in_background(sovits: SynthesizerTrn) -> None:
         torch.testing.assert_close(future.result(timeout=60), solo, atol=1e-5, rtol=1e-4)
     with pytest.raises(RuntimeError, match="closed"):
         worker.submit(jobs[0])
+
+
+def test_wide_step_network_equals_the_masked_one(model: Text2Semantic) -> None:
+    """The wide step's per-row attention lengths give the masked span's logits and cache writes
+    (on the CPU `ragged_attention` is its reference; the kernel is compared on CUDA)."""
+    from voiceseal_models.gpt_sovits.serving.batch_decode import SlotPool, step_logits
+    from voiceseal_models.gpt_sovits.serving.wide_step import wide_logits
+
+    net, rows, capacity = model.network, 5, 64
+    gen = torch.Generator().manual_seed(0)
+    pools = [
+        SlotPool.allocate(net, rows, capacity, device=torch.device("cpu"), dtype=torch.float32)
+        for _ in range(2)
+    ]
+    kv = torch.randn(pools[0].kv.shape, generator=gen)
+    pos = torch.randint(0, capacity // 2, (rows,), generator=gen)
+    slot = pos + torch.randint(0, capacity // 2, (rows,), generator=gen)
+    tokens = torch.randint(0, net.config.vocab_size, (rows,), generator=gen)
+    for pool in pools:
+        pool.kv.copy_(kv)
+        pool.pos.copy_(pos)
+        pool.slot.copy_(slot)
+        pool.tokens.copy_(tokens)
+    with torch.inference_mode():
+        masked = step_logits(net, pools[0], rows, capacity)
+        wide = wide_logits(net, pools[1], rows, capacity)
+    torch.testing.assert_close(wide, masked, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(pools[1].kv, pools[0].kv, rtol=0, atol=0)

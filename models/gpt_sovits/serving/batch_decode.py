@@ -94,21 +94,40 @@ class SlotPool:
         return self.kv.numel() * self.kv.element_size()
 
 
-def step_logits(network: Text2SemanticDecoder, pool: SlotPool, rows: int, span: int) -> Tensor:
+#: Attention of one query per row: q (rows, H, D/H), keys and values (rows, H, span, D/H) ->
+#: (rows, H, D/H).
+Attention = Callable[[Tensor, Tensor, Tensor], Tensor]
+
+
+def step_logits(
+    network: Text2SemanticDecoder,
+    pool: SlotPool,
+    rows: int,
+    span: int,
+    attend: Attention | None = None,
+) -> Tensor:
     """The network part of `decode_and_sample` in plain PyTorch: feeds `pool.tokens` of rows
     0..rows-1 at their own `pos`/`slot`, writes their keys/values into the pool and returns the
     next-token logits (rows, V) float32. Each row attends to its slots 0..slot (all within the
-    first `span`)."""
+    first `span`): by default through SDPA with a mask over the span, or through `attend`
+    (which must honour each row's own length)."""
     c = network.config
     tokens, pos, slot = pool.tokens[:rows], pool.pos[:rows], pool.slot[:rows]
     position = network.ar_audio_position
     emb = network.ar_audio_embedding(tokens)
     x = (emb + position.alpha * position.pe.index_select(0, pos).to(emb.dtype))[:, None]
-    # An additive mask in the model's dtype, built once per step (a boolean one would be
-    # converted inside every layer's attention call).
-    allowed = pool.key_index[None, :span] <= slot[:, None]
-    bias = torch.zeros(rows, 1, 1, span, dtype=x.dtype, device=x.device)
-    bias.masked_fill_(~allowed[:, None, None, :], float("-inf"))
+    if attend is None:
+        # An additive mask in the model's dtype, built once per step (a boolean one would be
+        # converted inside every layer's attention call).
+        allowed = pool.key_index[None, :span] <= slot[:, None]
+        bias = torch.zeros(rows, 1, 1, span, dtype=x.dtype, device=x.device)
+        bias.masked_fill_(~allowed[:, None, None, :], float("-inf"))
+
+        def attend(q: Tensor, keys: Tensor, values: Tensor) -> Tensor:
+            return F.scaled_dot_product_attention(q[:, :, None], keys, values, attn_mask=bias)[
+                :, :, 0
+            ]
+
     row_index = pool.row_index[:rows]
     for i, layer in enumerate(network.h.blocks):
         attention = layer.self_attn
@@ -118,8 +137,7 @@ def step_logits(network: Text2SemanticDecoder, pool: SlotPool, rows: int, span: 
         # and value of every head, so a single indexed write stores both.
         pool.kv[i].permute(1, 3, 0, 2, 4).index_put_((row_index, slot), qkv[:, 1:])
         keys, values = pool.kv[i, 0, :rows, :, :span], pool.kv[i, 1, :rows, :, :span]
-        attn = F.scaled_dot_product_attention(qkv[:, 0, :, None], keys, values, attn_mask=bias)
-        x = layer.finish(x, attn)
+        x = layer.finish(x, attend(qkv[:, 0], keys, values)[:, :, None])
     return network.ar_predict_layer(x[:, 0]).float()
 
 

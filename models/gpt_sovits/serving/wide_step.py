@@ -11,13 +11,13 @@ narrower buckets to the regular step (whose kernels another part of the project 
 from __future__ import annotations
 
 from torch import Tensor
-from torch.nn import functional as F
 
 from voiceseal_models.gpt_sovits.serving.batch_decode import (
     SlotPool,
     StepFunction,
     decode_and_sample,
     sample_and_advance,
+    step_logits,
 )
 from voiceseal_models.gpt_sovits.serving.ragged_attention import ragged_attention
 from voiceseal_models.gpt_sovits.t2s_network import Text2SemanticDecoder
@@ -30,22 +30,10 @@ WIDE_MIN_ROWS = 64
 def wide_logits(network: Text2SemanticDecoder, pool: SlotPool, rows: int, span: int) -> Tensor:
     """`batch_decode.step_logits` with per-row attention lengths: a row attends to slots
     0..slot (its keys sit from slot 0 of its cache row), capped at `span`."""
-    c = network.config
-    tokens, pos, slot = pool.tokens[:rows], pool.pos[:rows], pool.slot[:rows]
-    position = network.ar_audio_position
-    emb = network.ar_audio_embedding(tokens)
-    x = (emb + position.alpha * position.pe.index_select(0, pos).to(emb.dtype))[:, None]
-    lengths = slot + 1
-    row_index = pool.row_index[:rows]
-    for i, layer in enumerate(network.h.blocks):
-        attention = layer.self_attn
-        fused = F.linear(x[:, 0], attention.in_proj_weight, attention.in_proj_bias)
-        qkv = fused.view(rows, 3, c.n_head, c.head_dim)
-        pool.kv[i].permute(1, 3, 0, 2, 4).index_put_((row_index, slot), qkv[:, 1:])
-        keys, values = pool.kv[i, 0, :rows, :, :span], pool.kv[i, 1, :rows, :, :span]
-        attn = ragged_attention(qkv[:, 0], keys, values, lengths)
-        x = layer.finish(x, attn[:, :, None])
-    return network.ar_predict_layer(x[:, 0]).float()
+    lengths = pool.slot[:rows] + 1
+    return step_logits(
+        network, pool, rows, span, lambda q, k, v: ragged_attention(q, k, v, lengths)
+    )
 
 
 def decode_and_sample_wide(
