@@ -85,6 +85,28 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 @pytest.fixture(scope="session")
+def hubert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random HuBERT saved like chinese-hubert-base (768 wide, as the SoVITS ssl_proj
+    requires), for the GPT-SoVITS engine's tests: the real one cannot be downloaded here."""
+    import torch
+    import transformers
+
+    folder = tmp_path_factory.mktemp("tiny-hubert")
+    torch.manual_seed(0)
+    config = transformers.HubertConfig(
+        hidden_size=768,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+        conv_dim=(16,) * 7,
+        num_conv_pos_embeddings=8,
+        num_conv_pos_embedding_groups=8,
+    )
+    transformers.HubertModel(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SQLite file migrated to head once per session; tests get copies."""
     path = tmp_path_factory.mktemp("sqlite-template") / "template.db"

@@ -38,7 +38,7 @@ from voiceseal_plugins import resemblyzer_encoder, whisper_transcriber
 from voiceseal_plugins.gpt_sovits import plugin as gpt_sovits_plugin
 from voiceseal_plugins.watermark import plugin as watermark_plugin
 
-transformers: Any = pytest.importorskip("transformers")
+pytest.importorskip("transformers")  # the engine reads HuBERT through it
 pytest.importorskip("piper")
 pytest.importorskip("faster_whisper")
 pytest.importorskip("resemblyzer")
@@ -61,26 +61,6 @@ def _missing_from_entry_points(*modules: ModuleType) -> list[ModuleType]:
     """The built-in plugin modules this flow needs that no entry point registers (yet)."""
     registered = {ep.value for ep in entry_points(group="voiceseal")}
     return [m for m in modules if m.__name__ not in registered]
-
-
-@pytest.fixture(scope="module")
-def hubert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random HuBERT saved like chinese-hubert-base (768 wide, as ssl_proj requires)."""
-    import torch
-
-    folder = tmp_path_factory.mktemp("tiny-hubert")
-    torch.manual_seed(0)
-    config = transformers.HubertConfig(
-        hidden_size=768,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=16,
-        conv_dim=(16,) * 7,
-        num_conv_pos_embeddings=8,
-        num_conv_pos_embedding_groups=8,
-    )
-    transformers.HubertModel(config).save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")

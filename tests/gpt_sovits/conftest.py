@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -40,3 +41,24 @@ def no_tf32() -> Iterator[None]:
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     yield
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+@pytest.fixture
+def cuda_sovits_jobs(fixtures_dir: Path) -> tuple[Any, list[Any]]:
+    """The tiny fixture SoVITS on CUDA and three decode jobs of unequal lengths (30, 11 and 24
+    codes, their own speaker vectors), for the batched-decode tests."""
+    from voiceseal_models.gpt_sovits.serving.vocoder import AudioJob
+    from voiceseal_models.gpt_sovits.sovits import SynthesizerTrn
+
+    model = SynthesizerTrn.from_checkpoint(fixtures_dir / "s2_v2_tiny.pth", device="cuda")
+    gen = torch.Generator().manual_seed(0)
+    ge = torch.randn(3, model.config.gin_channels, 1, generator=gen)
+    jobs = [
+        AudioJob(
+            torch.randint(0, 1024, (n,), generator=gen),
+            torch.randint(1, 300, (n // 2 + 1,), generator=gen),
+            ge[i : i + 1],
+        )
+        for i, n in enumerate((30, 11, 24))
+    ]
+    return model, jobs

@@ -44,7 +44,7 @@ from voiceseal_plugins.gpt_sovits.batching import Batcher
 from voiceseal_plugins.gpt_sovits.engine import GPTSoVITSEngine, segment_seed
 from voiceseal_plugins.gpt_sovits.settings import GPTSoVITSSettings
 
-transformers: Any = pytest.importorskip("transformers")
+pytest.importorskip("transformers")  # the engine reads HuBERT through it
 
 TEXT = "Hello there, this is a short test of the engine."
 #: Short segments and a low token cap keep the random models' runaway generations short.
@@ -114,24 +114,6 @@ def _say(engine: GPTSoVITSEngine, voice: VoiceHandle, text: str = TEXT, **option
 
 
 # --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def hubert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random HuBERT (768 wide, as ssl_proj requires) saved like chinese-hubert-base."""
-    folder = tmp_path_factory.mktemp("tiny-hubert")
-    torch.manual_seed(0)
-    config = transformers.HubertConfig(
-        hidden_size=768,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=16,
-        conv_dim=(16,) * 7,
-        num_conv_pos_embeddings=8,
-        num_conv_pos_embedding_groups=8,
-    )
-    transformers.HubertModel(config).save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")

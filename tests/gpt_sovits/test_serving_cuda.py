@@ -135,18 +135,8 @@ def test_cancel_under_graphs_frees_row(fixtures_dir: Path, inputs: dict[str, Any
     assert torch.equal(waiting.result().y, inputs["greedy_single"]["y_returned"].long())
 
 
-def test_sovits_batch_on_cuda(fixtures_dir: Path) -> None:
-    model = SynthesizerTrn.from_checkpoint(fixtures_dir / "s2_v2_tiny.pth", device="cuda")
-    gen = torch.Generator().manual_seed(0)
-    ge = torch.randn(3, model.config.gin_channels, 1, generator=gen)
-    jobs = [
-        AudioJob(
-            torch.randint(0, 1024, (n,), generator=gen),
-            torch.randint(1, 300, (n // 2 + 1,), generator=gen),
-            ge[i : i + 1],
-        )
-        for i, n in enumerate((30, 11, 24))
-    ]
+def test_sovits_batch_on_cuda(cuda_sovits_jobs: tuple[SynthesizerTrn, list[AudioJob]]) -> None:
+    model, jobs = cuda_sovits_jobs
     batch = decode_batch(model, jobs, noise_scale=0.0)
     for job, audio in zip(jobs, batch, strict=True):
         (solo,) = decode_batch(model, [job], noise_scale=0.0)

@@ -74,18 +74,10 @@ def test_fast_generator_fp16_full_size(fixtures_dir: Path) -> None:
                     assert not got[3, :, 31 * 640 :].any()
 
 
-def test_decode_batch_fast_equals_eager(fixtures_dir: Path) -> None:
-    model = SynthesizerTrn.from_checkpoint(fixtures_dir / "s2_v2_tiny.pth", device="cuda")
-    gen = torch.Generator().manual_seed(0)
-    ge = torch.randn(3, model.config.gin_channels, 1, generator=gen)
-    jobs = [
-        AudioJob(
-            torch.randint(0, 1024, (n,), generator=gen),
-            torch.randint(1, 300, (n // 2 + 1,), generator=gen),
-            ge[i : i + 1],
-        )
-        for i, n in enumerate((30, 11, 24))
-    ]
+def test_decode_batch_fast_equals_eager(
+    cuda_sovits_jobs: tuple[SynthesizerTrn, list[AudioJob]],
+) -> None:
+    model, jobs = cuda_sovits_jobs
     fast = FastGenerator(model.dec)
     expected = decode_batch(model, jobs, noise_scale=0.0)
     got = decode_batch(model, jobs, noise_scale=0.0, dec=fast)

@@ -39,7 +39,7 @@ from voiceseal_plugins.gpt_sovits.engine import SAMPLE_RATE, GPTSoVITSEngine, wr
 from voiceseal_plugins.gpt_sovits.settings import GPTSoVITSSettings
 from voiceseal_plugins.gpt_sovits.streaming import StreamingDecoder, crossfade
 
-transformers: Any = pytest.importorskip("transformers")
+pytest.importorskip("transformers")  # the engine reads HuBERT through it
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "gpt_sovits"
 GPT = FIXTURES / "t2s_tiny.ckpt"
@@ -66,24 +66,6 @@ def _one_thread() -> Iterator[None]:
 def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-
-
-@pytest.fixture(scope="module")
-def hubert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random HuBERT (768 wide, as ssl_proj requires) saved like chinese-hubert-base."""
-    folder = tmp_path_factory.mktemp("tiny-hubert")
-    torch.manual_seed(0)
-    config = transformers.HubertConfig(
-        hidden_size=768,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=16,
-        conv_dim=(16,) * 7,
-        num_conv_pos_embeddings=8,
-        num_conv_pos_embedding_groups=8,
-    )
-    transformers.HubertModel(config).save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
