@@ -8,7 +8,8 @@ lengths, and replays it. A bucket is captured the first time it is needed (a few
 so a server that wants no such pause calls `capture` for its common lengths at start-up.
 
 Padded and masked, an item decodes as it would alone (the synthesizer's padded-batch
-guarantee); the noise comes from the default CUDA generator, as in `GraphedChunkDecoder`.
+guarantee); the noise comes from the default CUDA generator. `vocoder.GraphedChunkDecoder` is
+the same for stream chunks of one fixed length.
 """
 
 from __future__ import annotations

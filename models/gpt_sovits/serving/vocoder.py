@@ -217,13 +217,13 @@ class VocoderWorker:
                 future.set_result(samples)
 
 
-class GraphedChunkDecoder:
+class GraphedChunkDecoder(GraphedDecoder):
     """SoVITS decode of one stream chunk replayed from a CUDA graph (time to first audio).
 
     A small decode is bound by kernel launches, not by the GPU: `decode` of 10 tokens costs
-    tens of milliseconds of host time. This captures the same path as
-    `SynthesizerTrn.decode_detailed` (speed 1, one item, `ge` given) once per (tokens,
-    phone bucket) shape, phones right-padded and masked, and replays it.
+    tens of milliseconds of host time. This is a `GraphedDecoder` for chunks of exactly
+    `tokens` codes whose phones are right-padded (and masked) to the smallest of
+    `phone_buckets`, every bucket captured at construction.
 
     Args:
         model: a CUDA `SynthesizerTrn`.
@@ -239,71 +239,24 @@ class GraphedChunkDecoder:
         phone_buckets: Sequence[int] = (32, 64, 128, 256),
         noise_scale: float = 0.5,
     ) -> None:
-        device = next(model.parameters()).device
-        if device.type != "cuda":
-            raise ValueError(f"CUDA graphs need a CUDA model, got one on {device}")
         if tokens < 1 or not phone_buckets or min(phone_buckets) < 1:
             raise ValueError(
                 f"need tokens >= 1 and positive phone buckets, got {tokens}, {phone_buckets}"
             )
-        self.model, self.tokens, self.noise_scale = model, tokens, noise_scale
+        super().__init__(model, token_multiple=tokens, max_tokens=tokens, noise_scale=noise_scale)
+        self.tokens = tokens
         self.buckets = tuple(sorted(phone_buckets))
-        gin = model.config.gin_channels
-        dtype = model.enc_p.proj.weight.dtype  # the decoder's compute dtype
-        self.codes = torch.zeros(1, 1, tokens, dtype=torch.int64, device=device)
-        self.ge = torch.zeros(1, gin, 1, dtype=dtype, device=device)
-        self.phones = torch.zeros(1, self.buckets[-1], dtype=torch.int64, device=device)
-        self.phone_len = torch.ones(1, dtype=torch.int64, device=device)
-        self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, Tensor]] = {}
-        memory = torch.cuda.graph_pool_handle()
-        with torch.inference_mode():
-            for bucket in self.buckets:
-                side = torch.cuda.Stream(device)
-                side.wait_stream(torch.cuda.current_stream(device))
-                with torch.cuda.stream(side):
-                    self._forward(bucket)
-                torch.cuda.current_stream(device).wait_stream(side)
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph, pool=memory):
-                    out = self._forward(bucket)
-                self.graphs[bucket] = (graph, out)
+        for bucket in self.buckets:
+            self.capture(tokens, bucket)
 
-    def _forward(self, bucket: int) -> Tensor:
-        model = self.model
-        ge = self.ge
-        ge_text = (
-            ge if model.ge_to512 is None else model.ge_to512(ge.transpose(1, 2)).transpose(1, 2)
-        )
-        quantized = model.quantizer.decode(self.codes).to(ge.dtype)
-        upsampling = model.config.latent_upsampling
-        if upsampling > 1:
-            quantized = quantized.repeat_interleave(upsampling, dim=-1)
-        frames = torch.full((1,), quantized.size(-1), dtype=torch.int64, device=quantized.device)
-        _, m_p, logs_p, y_mask = model.enc_p(
-            quantized, frames, self.phones[:, :bucket], self.phone_len, ge_text, 1.0
-        )
-        z_p = m_p + torch.randn_like(m_p) * torch.exp(logs_p) * self.noise_scale
-        z = model.flow.inverse(z_p, y_mask, ge)
-        return model.dec(z * y_mask, ge, None)[0, 0]
-
-    @torch.inference_mode()
-    def __call__(self, codes: Tensor, phones: Tensor, ge: Tensor) -> Tensor:
-        """codes (tokens,), phones (m,), ge (1, gin, 1) -> audio (samples,) on the device;
-        the buffer is reused by the next call."""
-        if codes.shape != (self.tokens,):
+    def bucket(self, tokens: int, phones: int) -> tuple[int, int]:
+        if tokens != self.tokens:
             raise ValueError(
-                f"this decoder was captured for ({self.tokens},) codes, got {tuple(codes.shape)}"
+                f"this decoder was captured for ({self.tokens},) codes, got ({tokens},)"
             )
-        bucket = next((b for b in self.buckets if b >= phones.numel()), None)
-        if bucket is None or phones.dim() != 1 or phones.numel() == 0:
+        padded = next((b for b in self.buckets if b >= phones), None)
+        if padded is None or phones < 1:
             raise ValueError(
-                f"phones must be (m,) with 1 <= m <= {self.buckets[-1]}, got {tuple(phones.shape)}"
+                f"phones must be (m,) with 1 <= m <= {self.buckets[-1]}, got ({phones},)"
             )
-        self.codes[0, 0].copy_(codes)
-        self.phones.zero_()
-        self.phones[0, : phones.numel()].copy_(phones)
-        self.phone_len.fill_(phones.numel())
-        self.ge.copy_(ge)
-        graph, out = self.graphs[bucket]
-        graph.replay()
-        return out
+        return tokens, padded
