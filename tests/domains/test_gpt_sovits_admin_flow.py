@@ -38,7 +38,8 @@ from voiceseal_plugins import resemblyzer_encoder, whisper_transcriber
 from voiceseal_plugins.gpt_sovits import plugin as gpt_sovits_plugin
 from voiceseal_plugins.watermark import plugin as watermark_plugin
 
-pytest.importorskip("transformers")  # the engine reads HuBERT through it
+# The engine reads HuBERT through transformers (the gpt-sovits extra; `make test` installs it).
+pytest.importorskip("transformers", reason="transformers is not installed (gpt-sovits extra)")
 pytest.importorskip("piper")
 pytest.importorskip("faster_whisper")
 pytest.importorskip("resemblyzer")

@@ -44,7 +44,8 @@ from voiceseal_plugins.gpt_sovits.batching import Batcher
 from voiceseal_plugins.gpt_sovits.engine import GPTSoVITSEngine, segment_seed
 from voiceseal_plugins.gpt_sovits.settings import GPTSoVITSSettings
 
-pytest.importorskip("transformers")  # the engine reads HuBERT through it
+# The engine reads HuBERT through transformers (the gpt-sovits extra; `make test` installs it).
+pytest.importorskip("transformers", reason="transformers is not installed (gpt-sovits extra)")
 
 TEXT = "Hello there, this is a short test of the engine."
 #: Short segments and a low token cap keep the random models' runaway generations short.

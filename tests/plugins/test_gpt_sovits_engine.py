@@ -39,7 +39,8 @@ from voiceseal_plugins.gpt_sovits.engine import SAMPLE_RATE, GPTSoVITSEngine, wr
 from voiceseal_plugins.gpt_sovits.settings import GPTSoVITSSettings
 from voiceseal_plugins.gpt_sovits.streaming import StreamingDecoder, crossfade
 
-pytest.importorskip("transformers")  # the engine reads HuBERT through it
+# The engine reads HuBERT through transformers (the gpt-sovits extra; `make test` installs it).
+pytest.importorskip("transformers", reason="transformers is not installed (gpt-sovits extra)")
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "gpt_sovits"
 GPT = FIXTURES / "t2s_tiny.ckpt"
