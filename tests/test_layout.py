@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = {"voiceseal": ROOT / "platform", "voiceseal_plugins": ROOT / "plugins",
-            "voiceseal_models": ROOT / "models"}
+PACKAGES = {
+    "voiceseal": ROOT / "platform",
+    "voiceseal_plugins": ROOT / "plugins",
+    "voiceseal_models": ROOT / "models",
+}
 
 
 def imported_modules(folder: Path) -> dict[str, set[str]]:
@@ -29,8 +32,12 @@ def imported_modules(folder: Path) -> dict[str, set[str]]:
 
 
 def offenders(folder: Path, forbidden: tuple[str, ...]) -> list[str]:
-    return sorted(f"{file}: {name}" for file, names in imported_modules(folder).items()
-                  for name in names if name.split(".")[0] in forbidden)
+    return sorted(
+        f"{file}: {name}"
+        for file, names in imported_modules(folder).items()
+        for name in names
+        if name.split(".")[0] in forbidden
+    )
 
 
 def test_models_never_import_platform_or_plugins() -> None:
@@ -45,13 +52,25 @@ def test_platform_is_never_importable_as_platform() -> None:
     assert not (ROOT / "platform.py").exists()
     # Even with the repo root first on sys.path, `platform` is the standard library's.
     code = "import platform, sys; print(platform.__file__); platform.system()"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
     assert "site-packages" not in out.stdout and str(ROOT / "platform") not in out.stdout
 
 
-@pytest.mark.parametrize("module", ["voiceseal", "voiceseal.api.app", "voiceseal.cli.main",
-                                    "voiceseal.orchestrator", "voiceseal_plugins"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "voiceseal",
+        "voiceseal.api.app",
+        "voiceseal.cli.main",
+        "voiceseal.orchestrator",
+        "voiceseal_plugins",
+    ],
+)
 def test_importing_the_platform_does_not_import_torch(module: str) -> None:
     code = f"import sys, {module}; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], cwd="/", capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd="/", capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == "False", f"importing {module} imported torch"

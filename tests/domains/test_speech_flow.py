@@ -194,8 +194,12 @@ class TestHappyPath:
             "POST",
             "/v1/audio/speech",
             headers=bearer(tenant_key),
-            json={"input": text, "voice": voice["id"], "response_format": "pcm",
-                  "stream_format": "audio"},
+            json={
+                "input": text,
+                "voice": voice["id"],
+                "response_format": "pcm",
+                "stream_format": "audio",
+            },
         ) as r:
             assert r.status_code == 200
             first = next(c for c in r.iter_raw() if c)

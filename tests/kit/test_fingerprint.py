@@ -22,8 +22,12 @@ def chirps(seed: int, seconds: float = 6.0) -> np.ndarray:
 
 def test_excerpt_matches_its_source_only() -> None:
     a, b = chirps(1), chirps(2)
-    stored = [("gen_a", h, t) for h, t in fp.landmarks(a, SR)] + [("gen_b", h, t) for h, t in fp.landmarks(b, SR)]
-    excerpt = a[2 * SR : 5 * SR] * 0.5 + 0.002 * np.random.default_rng(3).standard_normal(3 * SR).astype(np.float32)
+    stored = [("gen_a", h, t) for h, t in fp.landmarks(a, SR)] + [
+        ("gen_b", h, t) for h, t in fp.landmarks(b, SR)
+    ]
+    excerpt = a[2 * SR : 5 * SR] * 0.5 + 0.002 * np.random.default_rng(3).standard_normal(
+        3 * SR
+    ).astype(np.float32)
     ranked = fp.best_offsets(fp.landmarks(excerpt, SR), stored)
     assert ranked[0][0] == "gen_a"
     assert ranked[0][1] >= 20

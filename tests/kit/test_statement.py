@@ -36,7 +36,9 @@ def test_match_refuses_wrong_nonce_and_other_text() -> None:
 def test_one_digit_slip_is_tolerated_two_are_not() -> None:
     s = st.build_statement("Ada", ["Acme"], ["ads"], "4 7 2 9, 1 5 0 3")
     assert st.match(s, "4 7 2 9, 1 5 0 3", "number is 472-1503").nonce_found  # one dropped
-    assert st.match(s, "4 7 2 9, 1 5 0 3", "number is four seven two nine one five oh three").nonce_found
+    assert st.match(
+        s, "4 7 2 9, 1 5 0 3", "number is four seven two nine one five oh three"
+    ).nonce_found
     assert not st.match(s, "4 7 2 9, 1 5 0 3", "number is 472-1533").nonce_found  # two edits
 
 
