@@ -28,6 +28,7 @@ from voiceseal.audit import chain
 from voiceseal.consents import service as consents
 from voiceseal.contracts import Audio, SynthesisOptions, VoiceHandle
 from voiceseal.errors import (
+    Cancelled,
     InvalidInput,
     NotFound,
     PolicyRefused,
@@ -36,6 +37,7 @@ from voiceseal.errors import (
 )
 from voiceseal.generations import fingerprint as content_fp
 from voiceseal.kit import audio as audio_io
+from voiceseal.kit import cancel
 from voiceseal.kit.blobstore import LocalBlobStore
 from voiceseal.kit.db import transaction
 from voiceseal.policy import PolicyContext, Refusal, SynthesisRequest
@@ -303,11 +305,17 @@ class Orchestrator:
         t0 = time.perf_counter()
         gap = np.zeros(int(SENTENCE_GAP_S * sr), dtype=np.float32)
         parts: list[Audio] = []
+        # Bound by the API route, which cancels it when the client disconnects: the sentences
+        # not synthesized yet are skipped (engines that read the token stop sooner) and the
+        # request is recorded as cancelled, not as a clip that was delivered.
+        token = cancel.current()
         try:
             for i, audio, engine_sr in self._sentences(plan):
+                _stop_if_cancelled(token)
                 if i:
                     parts.append(gap)
                 parts.append(audio_io.resample(audio, engine_sr, sr))
+            _stop_if_cancelled(token)
         except VoiceSealError as exc:
             self._record_failure(plan, exc)
             raise
@@ -427,9 +435,7 @@ class Orchestrator:
             reason = ("engine_error", f"the stream failed: {type(exc).__name__}")
         plan.timings_ms["interrupted_after_s"] = len(sent) / sr
         try:
-            self._record(
-                plan, sent, sr, payload, dict(speaker), streamed=True, interrupted=reason
-            )
+            self._record(plan, sent, sr, payload, dict(speaker), streamed=True, interrupted=reason)
         except Exception:  # the original end of the stream is what the caller must see
             log.exception("could not record the interrupted stream of payload %08x", payload)
 
@@ -689,3 +695,8 @@ class Orchestrator:
                 "status": "failed",
             },
         )
+
+
+def _stop_if_cancelled(token: cancel.CancelToken | None) -> None:
+    if token is not None and token.cancelled:
+        raise Cancelled("the client went away before the audio was ready")

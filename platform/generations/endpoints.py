@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from functools import partial
 from itertools import chain
 from typing import Any, TypeVar
 
 import anyio
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -47,15 +48,19 @@ def _orchestrator(
     response_model=None,
     responses={200: {"content": {"audio/wav": {}, "audio/mpeg": {}, "text/event-stream": {}}}},
 )
-def create_speech(
+async def create_speech(
     *,
+    request: Request,
     body: SpeechCreate,
     runtime: RuntimeDep,
     sessions: SessionMakerDep,
     blobs: BlobsDep,
     principal: TenantDep,
 ) -> Response:
-    """Synthesize speech with a consented voice; every byte is watermarked and recorded."""
+    """Synthesize speech with a consented voice; every byte is watermarked and recorded.
+
+    Async only to learn of a disconnect while the audio is made: the registry and the engines
+    run in worker threads, as they would under a sync route."""
     assert principal.tenant_id is not None
     if body.model and body.model not in runtime.components.names("engines"):
         raise InvalidInput(f"unknown model {body.model!r}; see GET /v1/models", param="model")
@@ -73,12 +78,11 @@ def create_speech(
         model=body.model or None,
     )
     orch = _orchestrator(runtime, sessions, blobs)
-    plan = orch.plan(req)
+    plan = await anyio.to_thread.run_sync(orch.plan, req)
     if body.stream_format is None:
-        # Nothing here learns of a disconnect; the token still tells engines which work
-        # belongs to this one request (its later sentences are not new arrivals).
-        with bound(CancelToken()):
-            result = orch.synthesize(plan)
+        # The token tells engines which work belongs to this one request (its later sentences
+        # are not new arrivals) and stops that work if the client disconnects meanwhile.
+        result = await _unless_disconnected(request, partial(orch.synthesize, plan))
         return Response(
             result.audio,
             media_type=result.media_type,
@@ -93,7 +97,7 @@ def create_speech(
     # The pipeline runs up to its first audio here, before any status is sent, so that what
     # refuses a request before its first byte (a full engine queue, a protected voice, text the
     # engine cannot take) answers with its own status and error body, not a broken 200 stream.
-    events = chain(steps.prime(), iter(steps.next, None))
+    events = chain(await anyio.to_thread.run_sync(steps.prime), iter(steps.next, None))
     if body.stream_format == "sse":
         return _ClosingStream(_sse(events), steps, media_type="text/event-stream")
     return _ClosingStream(
@@ -101,6 +105,37 @@ def create_speech(
         steps,
         media_type="audio/wav" if body.response_format == "wav" else "audio/pcm",
     )
+
+
+async def _unless_disconnected(request: Request, work: Callable[[], T]) -> T:
+    """``work()`` in a worker thread with a fresh cancel token bound, which is cancelled if
+    the client disconnects before the work is done (the engine then drops the request)."""
+    token = CancelToken()
+
+    def run() -> T:
+        with bound(token):
+            return work()
+
+    async def watch() -> None:
+        # The body has been read: what the server receives next is the disconnect.
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        token.cancel()
+
+    outcome: list[T] = []
+    failure: list[Exception] = []
+    async with anyio.create_task_group() as group:
+        group.start_soon(watch)
+        try:
+            # Not abandoned on cancellation: the thread finishes (or sees the token) first, so
+            # that what it records is complete before the request ends.
+            outcome.append(await anyio.to_thread.run_sync(run))
+        except Exception as exc:  # raised below, not wrapped in the task group's ExceptionGroup
+            failure.append(exc)
+        group.cancel_scope.cancel()
+    if failure:
+        raise failure[0]
+    return outcome[0]
 
 
 class _Steps:

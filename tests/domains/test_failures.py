@@ -13,9 +13,22 @@ from sqlalchemy import Engine, event, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from voiceseal.errors import Cancelled
 from voiceseal.kit import blobstore
+from voiceseal.kit.blobstore import LocalBlobStore
+from voiceseal.kit.cancel import CancelToken, bound
 from voiceseal.kit.db import transaction
-from voiceseal.registry.models import Blob, Consent, Generation, Tenant, Voice, VoiceSample
+from voiceseal.orchestrator import Orchestrator, SpeechRequest
+from voiceseal.registry.models import (
+    Blob,
+    Consent,
+    FingerprintHash,
+    Generation,
+    Tenant,
+    Voice,
+    VoiceSample,
+)
+from voiceseal.runtime import Runtime
 from voiceseal.settings import Settings
 
 from .conftest import SPEAKER, Flow, bearer, sample_wav
@@ -99,3 +112,44 @@ def test_disk_full_while_storing_reference_clip(
     assert list(settings.resolved_blob_dir.rglob(".incoming-*")) == []
     # Space is back: the same request now succeeds.
     assert flow.voice(consent["id"], wav, transcript).status_code == 201
+
+
+def test_whole_file_request_cancelled_midway_is_recorded_not_delivered(
+    flow: Flow,
+    tenant: Tenant,
+    runtime: Runtime,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+) -> None:
+    """The route cancels a whole-file request's token when its client disconnects; an engine
+    that does not read the token still stops at the next sentence, and the request is recorded
+    as cancelled with no clip stored (nothing was delivered)."""
+    _, voice = flow.registered_voice([tenant.id])
+    orch = Orchestrator(runtime, session_factory, LocalBlobStore(settings.resolved_blob_dir))
+    plan = orch.plan(
+        SpeechRequest(
+            tenant_id=tenant.id,
+            api_key_id=None,
+            voice=voice["id"],
+            text="The first sentence is made. The second one never is. Nor is the third.",
+        )
+    )
+    token = CancelToken()
+    engine = runtime.engine(plan.engine)
+    made: list[str] = []
+    real = engine.synthesize
+
+    def synthesize_then_hang_up(text: str, *args: Any, **kwargs: Any) -> Any:
+        made.append(text)
+        yield from real(text, *args, **kwargs)
+        token.cancel()  # the client goes away while the first sentence is being made
+
+    with pytest.MonkeyPatch.context() as patch, bound(token):
+        patch.setattr(engine, "synthesize", synthesize_then_hang_up)
+        with pytest.raises(Cancelled):
+            orch.synthesize(plan)
+    assert len(made) == 1  # the later sentences were skipped
+    with transaction(session_factory) as s:
+        rows = s.execute(select(Generation.status, Generation.refusal_code)).all()
+        assert [tuple(r) for r in rows] == [("failed", "cancelled")]
+        assert s.scalar(select(func.count()).select_from(FingerprintHash)) == 0

@@ -12,6 +12,7 @@ step admit everything queued at once.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import anyio
 import numpy as np
 import pytest
 import torch
@@ -525,6 +527,77 @@ def test_disconnect_mid_stream_frees_the_row(
         lambda: any(g.refusal_code == "cancelled" for g in _records(session_factory, gsv_voice)),
         "the cancellation is recorded",
     )
+
+
+def test_disconnect_before_a_whole_file_response_drops_the_request(
+    settings: Settings,
+    speech_runtime: Runtime,
+    gsv_voice: str,
+    tenant_key: str,
+    session_factory: sessionmaker[Session],
+) -> None:
+    """A whole-file request whose client goes away while it waits in the scheduler is
+    cancelled there (its row and queue place freed) and recorded as cancelled, not made."""
+    batcher = _batcher_of(speech_runtime)
+    body = {"input": TEXT, "voice": gsv_voice, "response_format": "wav", "seed": 4}
+    app = create_app(settings, runtime=speech_runtime)
+    # TestClient cannot hang up on a request that has no response yet, so this talks ASGI:
+    # the body, then (once the request is queued) the disconnect a server would deliver.
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/audio/speech",
+        "raw_path": b"/v1/audio/speech",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"testserver"),
+            (b"authorization", f"Bearer {tenant_key}".encode()),
+            (b"content-type", b"application/json"),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    sent: list[dict[str, Any]] = []
+    gone = threading.Event()
+
+    async def call() -> None:
+        messages = [{"type": "http.request", "body": json.dumps(body).encode(), "more_body": False}]
+
+        async def receive() -> dict[str, Any]:
+            if messages:
+                return messages.pop(0)
+            while not gone.is_set():
+                await anyio.sleep(0.005)
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await app(scope, receive, send)
+
+    with TestClient(app) as client:  # runs the app's lifespan
+        scope["state"] = client.app_state.copy()  # what the lifespan made (as TestClient does)
+        with held(batcher):
+            caller = threading.Thread(target=lambda: client.portal.call(call))
+            caller.start()
+            _until(lambda: batcher.scheduler.queued == 1, "the request is queued")
+            [queued] = [h for h in batcher.pending() if h.request.prompt is not None]
+            gone.set()  # the client hangs up
+            _until(lambda: queued.cancel_requested, "the disconnect reaches the engine")
+        caller.join(WAIT_S)
+        assert not caller.is_alive()
+    _until(lambda: batcher.scheduler.active == 0, "no row is busy")
+    assert batcher.scheduler.queued == 0
+    with pytest.raises(RequestCancelled):
+        queued.result(WAIT_S)
+    # The answer went nowhere; it says what happened (nginx's 499), not 200 with audio.
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 499
+    records = _records(session_factory, gsv_voice)
+    assert [(g.status, g.refusal_code) for g in records] == [("failed", "cancelled")]
 
 
 # --------------------------------------------------------------------------- CUDA (opt-in)
