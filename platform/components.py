@@ -150,6 +150,20 @@ class Components:
                     self._instances[key] = inst
         return inst
 
+    def close(self) -> None:
+        """Shutdown: call ``close()`` on every built instance that has one, newest first (an
+        engine's serving threads end and its queued requests are cancelled), then forget them.
+        One failing close is logged and does not stop the others."""
+        with self._lock:
+            instances, self._instances = list(self._instances.items()), {}
+        for (kind, name), inst in reversed(instances):
+            close = getattr(inst, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception:
+                    log.exception("closing %s %r failed", kind[:-1], name)
+
     def first_available(self, kind: str, preferred: Iterable[str] = ()) -> Any:
         for name in [*preferred, *self.names(kind)]:
             try:

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TypedDict
 
+import anyio
 from fastapi import FastAPI
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -50,6 +51,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     settings = settings or Settings()
     # Built here rather than in the lifespan: plugin routes must be mounted before start-up.
     # A runtime holds no connections or threads (components are built on first use).
+    # An app that builds its runtime owns it and closes its components at shutdown (an
+    # engine's serving threads and queued requests); a runtime passed in is its caller's.
+    owns_runtime = runtime is None
     runtime = runtime or build_runtime(settings)
     metrics = Metrics()
 
@@ -68,6 +72,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                 metrics=metrics,
             )
         finally:
+            # Components first: requests they cancel may still record their failure.
+            if owns_runtime:
+                await anyio.to_thread.run_sync(runtime.components.close)
             engine.dispose()
 
     app = FastAPI(

@@ -6,12 +6,19 @@ import logging
 
 import pytest
 import typer
+from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from voiceseal import hookimpl
+from voiceseal.api import app as app_module
+from voiceseal.api.app import create_app
 from voiceseal.api.routers import load_router
 from voiceseal.cli.main import attach_optional
 from voiceseal.cli.output import show_progress
+from voiceseal.contracts import Register
 from voiceseal.keys import tokens
+from voiceseal.runtime import build_runtime
+from voiceseal.settings import Settings
 
 
 def test_missing_domain_router_is_logged_and_skipped(caplog: pytest.LogCaptureFixture) -> None:
@@ -81,3 +88,52 @@ class TestKeyFormat:
     def test_unknown_role(self) -> None:
         with pytest.raises(ValueError, match="unknown role"):
             tokens.generate("root")
+
+
+class _Closable:
+    def __init__(self, name: str, log: list[str], fail: bool = False) -> None:
+        self.name, self.log, self.fail = name, log, fail
+
+    def synthesize(self, *_: object) -> None:  # enough of an engine to be registered
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.log.append(self.name)
+        if self.fail:
+            raise RuntimeError(f"{self.name} failed to close")
+
+
+class _ClosablePlugin:
+    """Two engines with a ``close()`` (as the gpt-sovits engine has), one failing to close."""
+
+    def __init__(self) -> None:
+        self.closed: list[str] = []
+
+    @hookimpl
+    def register_engines(self, register: Register) -> None:
+        register("first", lambda ctx: _Closable("first", self.closed, fail=True), version="1")
+        register("second", lambda ctx: _Closable("second", self.closed), version="1")
+
+
+def test_an_app_closes_the_components_it_built_at_shutdown(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    plugin = _ClosablePlugin()
+    real = app_module.build_runtime
+    # The app builds its runtime as always, with one more (test) plugin among the entry points.
+    monkeypatch.setattr(app_module, "build_runtime", lambda s: real(s, extra_plugins=[plugin]))
+    with caplog.at_level(logging.ERROR), TestClient(create_app(settings)) as client:
+        runtime = client.app_state["runtime"]
+        runtime.engine("first"), runtime.engine("second")  # built on first use
+        assert plugin.closed == []
+    # Newest first; the failing close is logged and the other still ran.
+    assert plugin.closed == ["second", "first"]
+    assert "closing engine 'first' failed" in caplog.text
+    # Closed components are forgotten: a later use builds a fresh one.
+    assert runtime.engine("second") is not None
+
+    # A runtime passed in belongs to its caller (shared between apps): left open.
+    shared = build_runtime(settings, extra_plugins=[other := _ClosablePlugin()])
+    with TestClient(create_app(settings, runtime=shared)):
+        shared.engine("second")
+    assert other.closed == []
