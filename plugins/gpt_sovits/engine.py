@@ -38,6 +38,7 @@ from voiceseal.kit import cancel
 from voiceseal_models.gpt_sovits.checkpoint import SUPPORTED_SOVITS_VERSIONS, CheckpointError
 from voiceseal_models.gpt_sovits.sampling import SamplingParams
 from voiceseal_models.gpt_sovits.serving import (
+    AudioJob,
     QueueFull,
     RequestCancelled,
     RequestHandle,
@@ -66,6 +67,7 @@ from voiceseal_plugins.gpt_sovits.prompt import (
 )
 from voiceseal_plugins.gpt_sovits.settings import GPTSoVITSSettings, env_name
 from voiceseal_plugins.gpt_sovits.streaming import NoiseSource, Samples, StreamingDecoder
+from voiceseal_plugins.gpt_sovits.vocoding import LoadedSoVITS, batching_on
 
 SAMPLE_RATE: Final = 32000
 SPEED_RANGE: Final = (0.25, 4.0)
@@ -144,7 +146,7 @@ class GPTSoVITSEngine:
         self.device = torch.device(settings.device or device)
         self.dtype = _DTYPES[settings.dtype]
         self.features = FeatureModels(settings, self.device)
-        self.models: ModelPool[LoadedGPT | SynthesizerTrn] = ModelPool(
+        self.models: ModelPool[LoadedGPT | LoadedSoVITS] = ModelPool(
             settings.max_loaded_models, on_evict=_retire
         )
         self._prompts: OrderedDict[str, VoicePrompt] = OrderedDict()
@@ -187,14 +189,16 @@ class GPTSoVITSEngine:
     def close(self) -> None:
         """Shutdown: cancel queued and running decodes, end the serving threads, drop models."""
         for item in self.models.clear():
-            if isinstance(item, LoadedGPT):
-                item.close()
+            item.close()
 
     def sovits(self, pair: ModelPair) -> SynthesizerTrn:
-        model = self.models.get(pair.sovits_sha256, lambda: self._load_sovits(pair))
-        if not isinstance(model, SynthesizerTrn):
+        return self._loaded_sovits(pair).model
+
+    def _loaded_sovits(self, pair: ModelPair) -> LoadedSoVITS:
+        loaded = self.models.get(pair.sovits_sha256, lambda: self._load_sovits(pair))
+        if not isinstance(loaded, LoadedSoVITS):
             raise InvalidInput("the file given as SoVITS is loaded as a GPT model by another voice")
-        return model
+        return loaded
 
     # Headers were vetted before loading; what fails here is a truncated or inconsistent tensor
     # section, reported like any other refused file.
@@ -206,9 +210,12 @@ class GPTSoVITSEngine:
             raise InvalidInput(f"the GPT file cannot be loaded: {exc}") from None
         return LoadedGPT(model)
 
-    def _load_sovits(self, pair: ModelPair) -> SynthesizerTrn:
+    def _load_sovits(self, pair: ModelPair) -> LoadedSoVITS:
         try:
-            return SynthesizerTrn.from_checkpoint(pair.sovits, device=self.device, dtype=self.dtype)
+            model = SynthesizerTrn.from_checkpoint(
+                pair.sovits, device=self.device, dtype=self.dtype
+            )
+            return LoadedSoVITS(model)
         except (CheckpointError, ValueError, RuntimeError) as exc:
             raise InvalidInput(f"the SoVITS file cannot be loaded: {exc}") from None
 
@@ -294,7 +301,7 @@ class GPTSoVITSEngine:
         req = self._request(options)
         # Everything that can refuse the text runs before the first sample is produced.
         segments = self.segments(text, req.language)
-        loaded, sovits = self._loaded_gpt(state.pair), self.sovits(state.pair)
+        loaded, vocoder = self._loaded_gpt(state.pair), self._loaded_sovits(state.pair)
         jobs = [self._job(loaded.model, state.prompt, s, req, i) for i, s in enumerate(segments)]
         batcher = loaded.batcher(self.settings) if self.settings.batching else None
         sources: list[_TokenSource]
@@ -315,7 +322,7 @@ class GPTSoVITSEngine:
             gap = np.zeros(round(self.settings.fragment_interval_s * SAMPLE_RATE), np.float32)
             last = len(segments) - 1
             for index, segment in enumerate(segments):
-                pieces = self._segment(sovits, state.prompt, segment, req, sources[index], noise)
+                pieces = self._segment(vocoder, state.prompt, segment, req, sources[index], noise)
                 for samples, is_last_piece in _lookahead(pieces):
                     final = is_last_piece and index == last
                     yield AudioChunk(_limit(samples), SAMPLE_RATE, final=final, segment=index)
@@ -349,13 +356,14 @@ class GPTSoVITSEngine:
 
     def _segment(
         self,
-        sovits: SynthesizerTrn,
+        vocoder: LoadedSoVITS,
         prompt: VoicePrompt,
         segment: TextFeatures,
         req: _Request,
         source: _TokenSource,
         noise_generator: torch.Generator,
     ) -> Iterator[Samples]:
+        sovits = vocoder.model
         target = torch.tensor(segment.phone_ids, dtype=torch.int64, device=self.device)
         noise = NoiseSource(sovits.config.inter_channels, noise_generator, self.device, self.dtype)
         # The window decoder reads the same list the streaming decoder appends to.
@@ -370,7 +378,10 @@ class GPTSoVITSEngine:
                 # 60 s segment) it drops the first token, which a stream has already sent; on
                 # the normal EOS stop both paths decode the same tokens.
                 tokens.extend(source.result().tokens.tolist())
-                yield window(0, len(tokens))
+                if tokens and batching_on(self.settings, sovits):
+                    yield self._batched(vocoder, tokens, target, prompt, noise, req)
+                else:
+                    yield window(0, len(tokens))
                 return
             s = self.settings
             decoder = StreamingDecoder(
@@ -389,6 +400,29 @@ class GPTSoVITSEngine:
             raise
         except ValueError as exc:  # shapes or ids the networks refuse: a bug or a bad voice
             raise InvalidInput(f"{NAME} could not synthesize this segment: {exc}") from None
+
+    def _batched(
+        self,
+        vocoder: LoadedSoVITS,
+        tokens: list[int],
+        phones: torch.Tensor,
+        prompt: VoicePrompt,
+        noise: NoiseSource,
+        req: _Request,
+    ) -> Samples:
+        """What ``_decode`` gives for the whole segment, decoded in a batch with whatever
+        other requests' segments wait (the same noise frames: the audio is its own)."""
+        frames, _ = _latent_frames(vocoder.model, len(tokens), req.speed)
+        job = AudioJob(
+            torch.tensor(tokens, dtype=torch.int64),
+            phones.cpu(),
+            prompt.ge,
+            noise=noise.frames(0, frames)[0] if req.noise_scale > 0 else None,
+            speed=req.speed,
+            noise_scale=req.noise_scale,
+        )
+        audio = vocoder.decode(job, self.settings)
+        return np.ascontiguousarray(audio.numpy(), dtype=np.float32)
 
 
 class _TokenSource(Protocol):
@@ -493,9 +527,8 @@ def _cancel(handles: list[RequestHandle]) -> None:
             handle.cancel()
 
 
-def _retire(item: LoadedGPT | SynthesizerTrn) -> None:
-    if isinstance(item, LoadedGPT):
-        item.retire()
+def _retire(item: LoadedGPT | LoadedSoVITS) -> None:
+    item.retire()
 
 
 def wrap_text(text: str, limit: int) -> list[str]:

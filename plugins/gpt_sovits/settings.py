@@ -10,7 +10,8 @@ Every folder is admin-provided and local: nothing is ever downloaded.
 - ``SV_MODEL``: ``pretrained_eres2netv2w24s4ep4.ckpt`` (v2Pro/v2ProPlus speaker embedding);
 - ``DEVICE``: ``cpu``, ``cuda`` or ``cuda:N`` (default: the platform's device);
 - ``MAX_LOADED_MODELS``: loaded weight files kept in memory (GPT and SoVITS files count apart);
-- ``BATCHING`` and ``BATCH_*``: continuous batching of the GPT stage (see the fields below).
+- ``BATCHING`` and ``BATCH_*``: continuous batching of the GPT stage (see the fields below);
+- ``SOVITS_BATCHING``, ``SOVITS_BATCH_MAX``: batched SoVITS decoding of whole-file segments.
 """
 
 from __future__ import annotations
@@ -96,6 +97,17 @@ class GPTSoVITSSettings(BaseSettings):
     #: The serving thread of an idle scheduler ends after this many seconds (a new request
     #: starts it again); an evicted model's scheduler ends as soon as its requests are done.
     batch_idle_s: float = Field(default=30.0, ge=0.0, le=3600.0)
+
+    #: Whole-file segments (not streams) decode their audio through one SoVITS worker per
+    #: loaded SoVITS file, which decodes whatever waits in one padded batch: on an H100 10 s
+    #: items decode at ~750 audio-s/s one at a time and ~1,600-1,850 in batches of 32-128
+    #: (bench/gpu.py). Each segment keeps its own prior noise, so its audio does not depend on
+    #: its companions (equal within float rounding to decoding alone). Unset: on for CUDA,
+    #: off on the CPU, where a batch costs what its items cost one after another. Streams keep
+    #: decoding their own windows (their first audio must not wait for company).
+    sovits_batching: bool | None = None
+    #: Most segments in one SoVITS batch.
+    sovits_batch_max: int = Field(default=32, ge=1, le=256)
 
     @field_validator("model_dir", "hubert_dir", "bert_dir", "sv_model", mode="after")
     @classmethod

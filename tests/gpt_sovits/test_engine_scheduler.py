@@ -45,6 +45,7 @@ from voiceseal_models.gpt_sovits.serving import RequestCancelled, RequestFailed,
 from voiceseal_plugins.gpt_sovits.batching import Batcher
 from voiceseal_plugins.gpt_sovits.engine import GPTSoVITSEngine, segment_seed
 from voiceseal_plugins.gpt_sovits.settings import GPTSoVITSSettings
+from voiceseal_plugins.gpt_sovits.vocoding import batching_on
 
 # The engine reads HuBERT through transformers (the gpt-sovits extra; `make test` installs it).
 pytest.importorskip("transformers", reason="transformers is not installed (gpt-sovits extra)")
@@ -224,6 +225,52 @@ def test_requests_for_different_voices_share_steps(
     # ... and each got exactly what it gets alone, unbatched.
     for i, audio in enumerate(results):
         assert np.array_equal(audio, solo[i]), f"request {i} changed in the batch"
+
+
+def test_whole_file_segments_decode_their_audio_in_shared_sovits_batches(
+    direct: GPTSoVITSEngine, make_engine: Callable[..., GPTSoVITSEngine]
+) -> None:
+    """With SoVITS batching on (the CUDA default; forced here on the CPU), whole-file segments
+    of concurrent requests go through the SoVITS file's worker, and each request's audio is
+    what it gets alone (its own noise frames; only float rounding differs), speed included.
+    Streams keep decoding their own windows."""
+    engine = make_engine(sovits_batching=True)
+    jobs = [(VOICE_A, 11, 1.0), (VOICE_B, 12, 1.0), (VOICE_A, 13, 1.25), (VOICE_B, 11, 1.0)]
+    solo = [_say(direct, direct.prepare_voice(_assets(*v)), seed=s, speed=sp) for v, s, sp in jobs]
+    voices = [engine.prepare_voice(_assets(*v)) for v, _, _ in jobs]
+    batcher = engine.batcher(voices[0].state.pair)
+    assert batcher is not None
+    vocoder = engine._loaded_sovits(voices[0].state.pair)
+    assert vocoder.active_worker is None  # made on first use
+    assert not batching_on(direct.settings, vocoder.model)  # unset: off on the CPU
+    results: list[Any] = [None] * len(jobs)
+
+    def run(i: int) -> None:
+        _, seed, speed = jobs[i]
+        results[i] = _say(engine, voices[i], seed=seed, speed=speed)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(jobs))]
+    with held(batcher):
+        for t in threads:
+            t.start()
+        _until(lambda: batcher.scheduler.queued == len(jobs), "all four requests are queued")
+    for t in threads:
+        t.join(WAIT_S)
+    worker = vocoder.active_worker
+    assert worker is not None and 1 <= worker.batches <= len(jobs)
+    for i, audio in enumerate(results):
+        assert audio.shape == solo[i].shape, f"request {i}"
+        np.testing.assert_allclose(audio, solo[i], atol=1e-4, rtol=0, err_msg=f"request {i}")
+    batches = worker.batches
+    streamed = _say(engine, voices[0], seed=11, stream=True)
+    assert worker.batches == batches  # the stream decoded its own windows
+    reference = _say(direct, direct.prepare_voice(_assets(*VOICE_A)), seed=11, stream=True)
+    assert np.array_equal(streamed, reference)
+    # Evicted or shut down: the worker ends; a later segment decodes on its own thread.
+    vocoder.retire()
+    assert vocoder.active_worker is None
+    again = _say(engine, voices[0], seed=11)
+    np.testing.assert_allclose(again, solo[0], atol=1e-4, rtol=0)
 
 
 def test_full_queue_refuses_with_overloaded(make_engine: Callable[..., GPTSoVITSEngine]) -> None:
@@ -636,3 +683,10 @@ def test_cuda_batches_with_step_graphs(
     for i, audio in enumerate(results):
         assert audio.shape == solo[i].shape, f"request {i} got other tokens in the batch"
         np.testing.assert_allclose(audio, solo[i], atol=1e-4)
+    # Whole-file audio came from the SoVITS worker (on by default on CUDA), and equals the
+    # synthesizer's own decode of the same tokens and noise.
+    worker = engine._loaded_sovits(voices[0].state.pair).active_worker
+    assert worker is not None and worker.batches >= 1
+    monkeypatch.setattr(engine.settings, "sovits_batching", False)
+    plain = _say(engine, voices[0], seed=jobs[0][1])
+    np.testing.assert_allclose(plain, solo[0], atol=1e-4)

@@ -4,6 +4,7 @@ streaming, and the caches and batched SoVITS decoding around it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,12 @@ from voiceseal_models.gpt_sovits.serving import (
     VoiceCache,
 )
 from voiceseal_models.gpt_sovits.serving.sampler import RowSampling, counter_noise
-from voiceseal_models.gpt_sovits.serving.vocoder import AudioJob, VocoderWorker, decode_batch
+from voiceseal_models.gpt_sovits.serving.vocoder import (
+    AudioJob,
+    VocoderWorker,
+    decode_batch,
+    prior_frames,
+)
 from voiceseal_models.gpt_sovits.sovits import SynthesizerTrn
 from voiceseal_models.gpt_sovits.t2s import Text2Semantic
 
@@ -343,6 +349,67 @@ def test_sovits_batch_equals_solo(sovits: SynthesizerTrn) -> None:
         torch.testing.assert_close(audio, solo, atol=1e-5, rtol=1e-4)
     with pytest.raises(ValueError, match="job 0: codes and phones must be non-empty"):
         decode_batch(model, [AudioJob(torch.zeros(0, dtype=torch.int64), jobs[0].phones, ge[:1])])
+
+
+@pytest.mark.parametrize("speed", [1.0, 1.3])
+def test_jobs_with_their_own_noise_decode_as_alone(sovits: SynthesizerTrn, speed: float) -> None:
+    """A job carrying its prior draw gets, in any padded batch, the audio `decode` gives it
+    alone with that draw: its companions change nothing (at speed 1 and stretched)."""
+    model = sovits
+    gen = torch.Generator().manual_seed(3)
+    ge = torch.randn(3, model.config.gin_channels, 1, generator=gen)
+    jobs = []
+    for i, (n, m) in enumerate(((9, 7), (5, 4), (12, 3))):
+        frames = prior_frames(model, n, speed)
+        noise = torch.randn(model.config.inter_channels, frames, generator=gen)
+        codes, phones = torch.randint(0, 1024, (n,), generator=gen), torch.randint(1, 300, (m,))
+        jobs.append(
+            AudioJob(codes, phones, ge[i : i + 1], noise=noise, speed=speed, noise_scale=0.7)
+        )
+    batch = decode_batch(model, jobs)
+    for job, audio in zip(jobs, batch, strict=True):
+        assert job.noise is not None
+        alone = model.decode(
+            job.codes[None], job.phones[None], ge=job.ge, noise=job.noise[None],
+            noise_scale=0.7, speed=speed,
+        )[0, 0]  # fmt: skip
+        torch.testing.assert_close(audio, alone, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match=r"noise must be \(inter_channels, frames\)"):
+        decode_batch(model, [replace(jobs[0], noise=jobs[0].noise[:, :-1])])  # type: ignore[index]
+    with pytest.raises(ValueError, match="must share speed, noise scale"):
+        decode_batch(model, [jobs[0], replace(jobs[1], noise_scale=0.2)])
+
+
+def test_vocoder_worker_batches_only_jobs_that_can_share_a_call(sovits: SynthesizerTrn) -> None:
+    model = sovits
+    gen = torch.Generator().manual_seed(4)
+    ge = torch.randn(1, model.config.gin_channels, 1, generator=gen)
+
+    def job(n: int, speed: float) -> AudioJob:
+        noise = torch.randn(
+            model.config.inter_channels, prior_frames(model, n, speed), generator=gen
+        )
+        codes = torch.randint(0, 1024, (n,), generator=gen)
+        return AudioJob(codes, torch.randint(1, 300, (4,)), ge, noise=noise, speed=speed)
+
+    jobs = [job(6, 1.0), job(4, 1.2), job(8, 1.0), job(5, 1.2), job(7, 1.0)]
+    # Nothing starts before all five wait (`incoming` says more are coming), so the grouping
+    # is certain; the last two then go at once (nothing more is coming).
+    coming = [len(jobs)]
+    worker = VocoderWorker(
+        model, max_batch=8, min_batch=5, max_wait_s=60.0, noise_scale=0.5,
+        incoming=lambda: coming[0],
+    )  # fmt: skip
+    futures = []
+    for j in jobs:
+        coming[0] -= 1
+        futures.append(worker.submit(j))
+    results = [f.result(timeout=60) for f in futures]
+    worker.close()
+    assert worker.batches == 2  # the three at speed 1, then the two at 1.2
+    for j, audio in zip(jobs, results, strict=True):
+        (alone,) = decode_batch(model, [j], length_multiple=1)
+        torch.testing.assert_close(audio, alone, atol=1e-5, rtol=1e-4)
 
 
 def test_grouped_prompt_pass_matches_solo(model: Text2Semantic, inputs: dict[str, Any]) -> None:

@@ -152,3 +152,44 @@ def test_graphed_decoder_equals_solo_decode(fixtures_dir: Path) -> None:
     assert len(graphed._graphs) == 3
     with pytest.raises(ValueError, match="codes must lie in"):
         graphed(torch.tensor([5, 1024]), phones, ge)
+
+
+def test_worker_jobs_with_their_own_noise_equal_decoding_alone(fixtures_dir: Path) -> None:
+    """The platform's whole-file path on CUDA: jobs carrying their prior draws, batched by the
+    worker through the serving generator, get the synthesizer's own solo decode."""
+    from voiceseal_models.gpt_sovits.serving.vocoder import VocoderWorker, prior_frames
+
+    model = SynthesizerTrn.from_checkpoint(fixtures_dir / "s2_v2_tiny.pth", device="cuda")
+    gen = torch.Generator().manual_seed(12)
+    ge = torch.randn(1, model.config.gin_channels, 1, generator=gen).cuda()
+    jobs = []
+    for n, speed in ((13, 1.0), (30, 1.0), (9, 1.0), (17, 1.25)):
+        noise = torch.randn(
+            model.config.inter_channels, prior_frames(model, n, speed), generator=gen
+        )
+        codes = torch.randint(0, 1024, (n,), generator=gen)
+        jobs.append(
+            AudioJob(
+                codes,
+                torch.randint(1, 300, (6,), generator=gen),
+                ge,
+                noise=noise.cuda(),
+                speed=speed,
+            )
+        )
+    coming = [len(jobs)]
+    worker = VocoderWorker(model, min_batch=4, max_wait_s=60.0, incoming=lambda: coming[0])
+    futures = []
+    for job in jobs:
+        coming[0] -= 1
+        futures.append(worker.submit(job))
+    got = [f.result(timeout=120) for f in futures]
+    worker.close()
+    assert worker.batches == 2  # speed 1 together, then the stretched one
+    for job, audio in zip(jobs, got, strict=True):
+        assert job.noise is not None
+        alone = model.decode(
+            job.codes.cuda(), job.phones.cuda(), ge=ge, noise=job.noise[None], noise_scale=0.5,
+            speed=job.speed,
+        )[0, 0].cpu()  # fmt: skip
+        torch.testing.assert_close(audio, alone, atol=1e-5, rtol=0)

@@ -23,11 +23,32 @@ from voiceseal_models.gpt_sovits.sovits import SynthesizerTrn
 
 @dataclass(frozen=True)
 class AudioJob:
-    """codes (n,) int64 semantic tokens, phones (m,) target phonemes, ge (1, gin, 1)."""
+    """codes (n,) int64 semantic tokens, phones (m,) target phonemes, ge (1, gin, 1).
+
+    Optionally the item's own prior draw `noise` (inter, frames): standard normal, as many
+    frames as the item has alone (`prior_frames`), so that its audio does not depend on the
+    batch it lands in; and its `speed` and `noise_scale` (None: the decoder's default). Jobs
+    decoded together must agree on those three (see `batch_key`).
+    """
 
     codes: Tensor
     phones: Tensor
     ge: Tensor
+    noise: Tensor | None = None
+    speed: float = 1.0
+    noise_scale: float | None = None
+
+    def batch_key(self, default_noise_scale: float) -> tuple[float, float, bool]:
+        """Jobs with equal keys can share one decode call."""
+        scale = default_noise_scale if self.noise_scale is None else self.noise_scale
+        return (self.speed, scale, self.noise is not None)
+
+
+def prior_frames(model: SynthesizerTrn, tokens: int, speed: float = 1.0) -> int:
+    """Latent frames of the prior for `tokens` semantic tokens decoded alone (the encoder
+    stretches `n` frames to `int(n / speed) + 1` when speed is not 1)."""
+    frames = model.config.latent_upsampling * tokens
+    return frames if speed == 1 else int(frames / speed) + 1
 
 
 def decode_batch(
@@ -57,6 +78,13 @@ def decode_batch(
                 f"job {i}: codes and phones must be non-empty (T,) tensors, got "
                 f"{tuple(job.codes.shape)} and {tuple(job.phones.shape)}"
             )
+    keys = {job.batch_key(noise_scale) for job in jobs}
+    if len(keys) > 1:
+        raise ValueError(
+            "jobs decoded together must share speed, noise scale and whether they carry "
+            f"noise; got {sorted(keys)}"
+        )
+    [(speed, scale, carries_noise)] = keys
     device = next(model.parameters()).device
     n_codes = torch.tensor([j.codes.numel() for j in jobs])
     n_phones = torch.tensor([j.phones.numel() for j in jobs])
@@ -73,11 +101,14 @@ def decode_batch(
         phones[i, : job.phones.numel()] = job.phones
     ge = torch.cat([j.ge.to(device) for j in jobs])
     padded = bool((n_codes != codes.shape[1]).any() or (n_phones != phones.shape[1]).any())
+    noise = _batch_noise(model, jobs, codes.shape[1], speed, device) if carries_noise else None
     result = model.decode_detailed(
         codes.to(device),
         phones.to(device),
         ge=ge,
-        noise_scale=noise_scale,
+        noise_scale=scale,
+        speed=speed,
+        noise=noise,
         generator=generator,
         code_lengths=n_codes.to(device) if padded else None,
         text_lengths=n_phones.to(device) if padded else None,
@@ -85,6 +116,30 @@ def decode_batch(
     )
     lengths = result.audio_lengths.tolist()
     return [result.audio[i, 0, : lengths[i]] for i in range(len(jobs))]
+
+
+def _batch_noise(
+    model: SynthesizerTrn, jobs: Sequence[AudioJob], padded_tokens: int, speed: float,
+    device: torch.device,
+) -> Tensor:  # fmt: skip
+    """The jobs' own draws in one prior-shaped tensor: each item reads its first frames (its
+    valid ones), so zeros fill the rest. At speed 1 the prior spans the padded codes; otherwise
+    the longest item's stretched length (see the encoder)."""
+    if speed == 1:
+        frames = prior_frames(model, padded_tokens)
+    else:
+        frames = max(prior_frames(model, job.codes.numel(), speed) for job in jobs)
+    out = torch.zeros(len(jobs), model.config.inter_channels, frames, device=device)
+    for i, job in enumerate(jobs):
+        assert job.noise is not None
+        want = prior_frames(model, job.codes.numel(), speed)
+        if job.noise.shape != (model.config.inter_channels, want):
+            raise ValueError(
+                f"job {i}: noise must be (inter_channels, frames) = "
+                f"({model.config.inter_channels}, {want}), got {tuple(job.noise.shape)}"
+            )
+        out[i, :, :want] = job.noise
+    return out
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -174,6 +229,21 @@ class VocoderWorker:
             incoming = 0
         return min(self.min_batch, len(self._jobs) + incoming)
 
+    def _take(self) -> list[tuple[AudioJob, Future[Tensor]]]:
+        """The oldest job and, in queue order, up to `max_batch - 1` more that can share its
+        decode call (same `batch_key`); the others keep their places (lock held)."""
+        key = self._jobs[0][0].batch_key(self.noise_scale)
+        taken: list[tuple[AudioJob, Future[Tensor]]] = []
+        kept: list[tuple[AudioJob, Future[Tensor], float]] = []
+        for entry in self._jobs:
+            job, future, _ = entry
+            if len(taken) < self.max_batch and job.batch_key(self.noise_scale) == key:
+                taken.append((job, future))
+            else:
+                kept.append(entry)
+        self._jobs = kept
+        return taken
+
     def _serve(self) -> None:
         while True:
             with self._wake:
@@ -187,8 +257,7 @@ class VocoderWorker:
                     if left <= 0:
                         break
                     self._wake.wait(left)
-                taken, self._jobs = self._jobs[: self.max_batch], self._jobs[self.max_batch :]
-                batch = [(job, future) for job, future, _ in taken]
+                batch = self._take()
             started = time.perf_counter()
             try:
                 with torch.inference_mode(), torch.cuda.stream(self._stream):
@@ -196,6 +265,7 @@ class VocoderWorker:
                     if (
                         len(batch) == 1
                         and self._single is not None
+                        and job.batch_key(self.noise_scale) == (1.0, self.noise_scale, False)
                         and job.codes.numel() <= self._single.max_tokens
                     ):
                         audio = [self._single(job.codes, job.phones, job.ge)]
