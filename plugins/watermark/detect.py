@@ -201,7 +201,8 @@ class Detector:
             padded[:, :n_rows] = feats
             feats = padded
         # folds[s, u, q, band]: sum over blocks of mark frame u of the block at sub-frame phase q.
-        folds = feats.reshape(n_speeds, n_blocks, b, per_frame, nb).sum(axis=1)
+        folds = feats.reshape(n_speeds, n_blocks, b, per_frame, nb)
+        folds = folds[:, 0] if n_blocks == 1 else folds.sum(axis=1)
         flat = folds.transpose(0, 2, 1, 3).reshape(n_speeds * per_frame, b * nb)
         flat = flat.astype(np.float32, copy=False)
         num = flat @ self._sync_by_offset.T  # (speed * phase, offset)
