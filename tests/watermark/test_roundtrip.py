@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 import soxr
+from scipy import signal
 
 from voiceseal.contracts import Watermarker
 from voiceseal_plugins.watermark import features, layout
@@ -200,6 +201,47 @@ def test_smoothed_reading_decodes_three_seconds_in_white_noise(
     assert plain <= 2
     assert smoothed >= 6
     assert found >= smoothed
+
+
+def test_bins_past_a_filter_edge_carry_nothing() -> None:
+    # Bins 0-20 loud, the rest 40 dB lower (within LIVE_RANGE of the loudest): the LEAK_SPAN bins
+    # past the edge read the window's leakage and are dropped; further ones keep what the filter
+    # left, and so do the bins before the edge.
+    rng = np.random.default_rng(3)
+    log_power = rng.normal(0.0, 1.0, (200, 41)).astype(np.float32)
+    log_power[:, 21:] -= np.float32(np.log(1e4))
+    live = features._inverse_scale(log_power) > 0
+    assert live[:21].all()
+    assert not live[21 : 21 + features.LEAK_SPAN].any()
+    assert live[21 + features.LEAK_SPAN :].all()
+
+
+@pytest.mark.parametrize(
+    ("cutoff", "pass_zero"),
+    [
+        pytest.param(1500.0, False, id="high-pass 1.5 kHz"),
+        pytest.param([500.0, 5000.0], "bandpass", id="band-pass 500-5000 Hz"),
+    ],
+)
+def test_dropping_filter_edges_raises_the_sync_statistic(
+    watermarker: PatchworkWatermarker,
+    marked_10s: Array,
+    cutoff: float | list[float],
+    pass_zero: bool | str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The bins just past a steep filter edge carry leakage, not their own mark (see LEAK_RANGE).
+    taps = signal.firwin(1001, cutoff, fs=16000, pass_zero=pass_zero)
+    filtered = signal.fftconvolve(marked_10s.astype(np.float64), taps, mode="same")
+    clips = [filtered[s * 16000 : (s + 3) * 16000] for s in (0, 3, 6)]
+
+    def total_z() -> float:
+        search = watermarker._detector.search
+        return sum(search(Spectrum.analyse(c), np.ones(1), 4)[0].z for c in clips)
+
+    with_rule = total_z()
+    monkeypatch.setattr(features, "LEAK_RANGE", np.inf)
+    assert with_rule > total_z() + 0.5
 
 
 def _ffmpeg() -> str | None:
