@@ -46,6 +46,7 @@ from voiceseal_models.gpt_sovits.serving import (
     ServingError,
     T2SRequest,
 )
+from voiceseal_models.gpt_sovits.serving.vocoder import prior_frames
 from voiceseal_models.gpt_sovits.sovits import SynthesizerTrn
 from voiceseal_models.gpt_sovits.t2s import T2SResult, Text2Semantic
 from voiceseal_models.gpt_sovits.text import Language, split_sentences
@@ -412,7 +413,7 @@ class GPTSoVITSEngine:
     ) -> Samples:
         """What ``_decode`` gives for the whole segment, decoded in a batch with whatever
         other requests' segments wait (the same noise frames: the audio is its own)."""
-        frames, _ = _latent_frames(vocoder.model, len(tokens), req.speed)
+        frames = prior_frames(vocoder.model, len(tokens), req.speed)
         job = AudioJob(
             torch.tensor(tokens, dtype=torch.int64),
             phones.cpu(),
@@ -555,11 +556,7 @@ def wrap_text(text: str, limit: int) -> list[str]:
 
 def _latent_frames(sovits: SynthesizerTrn, tokens: int, speed: float) -> tuple[int, float]:
     """Frames the prior has for ``tokens`` semantic tokens, and latent frames per token."""
-    per_token = sovits.config.latent_upsampling
-    frames = per_token * tokens
-    if speed != 1:
-        frames = int(frames / speed) + 1
-    return frames, per_token / speed
+    return prior_frames(sovits, tokens, speed), sovits.config.latent_upsampling / speed
 
 
 def _decode(

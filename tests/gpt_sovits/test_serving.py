@@ -412,6 +412,33 @@ def test_vocoder_worker_batches_only_jobs_that_can_share_a_call(sovits: Synthesi
         torch.testing.assert_close(audio, alone, atol=1e-5, rtol=1e-4)
 
 
+def test_a_failing_job_fails_alone_in_its_batch(sovits: SynthesizerTrn) -> None:
+    model = sovits
+    gen = torch.Generator().manual_seed(5)
+    ge = torch.randn(1, model.config.gin_channels, 1, generator=gen)
+    good = [
+        AudioJob(torch.randint(0, 1024, (n,), generator=gen), torch.randint(1, 300, (4,)), ge)
+        for n in (6, 9)
+    ]
+    bad = AudioJob(torch.tensor([3, 5000, 7]), torch.randint(1, 300, (4,)), ge)  # no such code
+    jobs = [good[0], bad, good[1]]
+    coming = [len(jobs)]
+    worker = VocoderWorker(
+        model, max_batch=8, min_batch=3, max_wait_s=60.0, noise_scale=0.0,
+        incoming=lambda: coming[0],
+    )  # fmt: skip
+    futures = []
+    for j in jobs:
+        coming[0] -= 1
+        futures.append(worker.submit(j))
+    with pytest.raises(ValueError, match=r"codes must lie in \[0, 1024\)"):
+        futures[1].result(timeout=60)
+    for i in (0, 2):
+        (alone,) = decode_batch(model, [jobs[i]], noise_scale=0.0)
+        torch.testing.assert_close(futures[i].result(timeout=60), alone, atol=1e-5, rtol=1e-4)
+    worker.close()
+
+
 def test_grouped_prompt_pass_matches_solo(model: Text2Semantic, inputs: dict[str, Any]) -> None:
     # Texts of different lengths sharing a prompt length are admitted in one left-padded pass.
     scheduler = Scheduler(model, _config(exact_rng=False))

@@ -260,31 +260,40 @@ class VocoderWorker:
                 batch = self._take()
             started = time.perf_counter()
             try:
-                with torch.inference_mode(), torch.cuda.stream(self._stream):
-                    job = batch[0][0]
-                    if (
-                        len(batch) == 1
-                        and self._single is not None
-                        and job.batch_key(self.noise_scale) == (1.0, self.noise_scale, False)
-                        and job.codes.numel() <= self._single.max_tokens
-                    ):
-                        audio = [self._single(job.codes, job.phones, job.ge)]
+                host = self._decode([job for job, _ in batch])
+            except Exception as exc:
+                if len(batch) == 1:
+                    batch[0][1].set_exception(exc)
+                    continue
+                # One job's failure (a CUDA out-of-memory, input the networks refuse) must not
+                # fail its companions: each is decoded alone, and only the culprit fails.
+                for job, future in batch:
+                    try:
+                        [samples] = self._decode([job])
+                    except Exception as alone:
+                        future.set_exception(alone)
                     else:
-                        audio = decode_batch(
-                            self.model,
-                            [job for job, _ in batch],
-                            noise_scale=self.noise_scale,
-                            dec=self.dec,
-                        )
-                    host = [a.float().cpu() for a in audio]  # synchronises this stream
-            except Exception as exc:  # a failed batch fails its jobs, not the worker
-                for _, future in batch:
-                    future.set_exception(exc)
+                        future.set_result(samples)
                 continue
             self.busy_s += time.perf_counter() - started
             self.batches += 1
             for (_, future), samples in zip(batch, host, strict=True):
                 future.set_result(samples)
+
+    def _decode(self, jobs: list[AudioJob]) -> list[Tensor]:
+        """The jobs' audio on the host, decoded in one call on the worker's stream."""
+        with torch.inference_mode(), torch.cuda.stream(self._stream):
+            job = jobs[0]
+            if (
+                len(jobs) == 1
+                and self._single is not None
+                and job.batch_key(self.noise_scale) == (1.0, self.noise_scale, False)
+                and job.codes.numel() <= self._single.max_tokens
+            ):
+                audio = [self._single(job.codes, job.phones, job.ge)]
+            else:
+                audio = decode_batch(self.model, jobs, noise_scale=self.noise_scale, dec=self.dec)
+            return [a.float().cpu() for a in audio]  # synchronises this stream
 
 
 class GraphedChunkDecoder(GraphedDecoder):
