@@ -33,6 +33,7 @@ demo: $(VENV)/.cpu
 ## Runs the test suite on SQLite and on the PostgreSQL server at 127.0.0.1:5432 (database test).
 test: $(VENV)/.dev .typecheck
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	@mkdir -p data
 	$(BIN)/alembic -x url=sqlite:///$(CURDIR)/data/.alembic-check.db upgrade head
