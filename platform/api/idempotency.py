@@ -25,6 +25,12 @@ Use it in an endpoint that creates something::
 
 For a non-JSON response build it yourself and pass it through ``idem.finish(session, response)``.
 Streamed responses cannot be stored: refuse the header on those or stream without it.
+
+Work too long to hold one transaction (speech synthesis) uses :meth:`Idempotency.reserve`, which
+commits the reservation on its own, then :meth:`~Idempotency.complete` with the response, or
+:meth:`~Idempotency.release` when the work failed (a retry then does it again). A repeat that
+arrives meanwhile is answered 409 at once; a reservation left behind by a process that died is
+taken over after :data:`STALE_AFTER`.
 """
 
 from __future__ import annotations
@@ -38,18 +44,21 @@ from fastapi import Depends, Header, Request
 from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel
 from sqlalchemy import delete, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.datastructures import UploadFile
 from starlette.responses import JSONResponse, Response
 
 from voiceseal.api.deps import current_principal
 from voiceseal.errors import Conflict, InvalidInput
+from voiceseal.kit.db import transaction
 from voiceseal.kit.upsert import insert_on_conflict
 from voiceseal.registry.base import utcnow
 from voiceseal.registry.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
 RETENTION = timedelta(hours=24)
+#: A reservation of :meth:`Idempotency.reserve` still open after this is taken to be abandoned.
+STALE_AFTER = timedelta(minutes=15)
 _FILE_CHUNK = 1 << 20
 
 
@@ -122,7 +131,7 @@ class Idempotency:
             content=record.body,
             status_code=record.status_code,
             media_type=record.content_type,
-            headers={"Idempotent-Replayed": "true"},
+            headers={**(record.headers or {}), "Idempotent-Replayed": "true"},
         )
 
     def begin(self, session: Session) -> Response | None:
@@ -130,9 +139,13 @@ class Idempotency:
         if self.key is None:
             return None
         api_key_id = self._api_key_id()
-        if (found := self._find(session, api_key_id)) is not None:
-            return self._replay(found)
         now = utcnow()
+        if (found := self._find(session, api_key_id)) is not None:
+            if found.status_code != 0 or found.created_at >= now - STALE_AFTER:
+                return self._replay(found)
+            # Reserved by `reserve` and never completed nor released: its process died.
+            session.delete(found)
+            session.flush()
         # A concurrent first use holds the unique row: this waits for it, then inserts nothing.
         reserved = session.execute(
             insert_on_conflict(session, IdempotencyRecord)
@@ -163,8 +176,11 @@ class Idempotency:
         )
         return None
 
-    def finish(self, session: Session, response: Response) -> Response:
-        """Store ``response`` for replays (in the request's transaction) and return it."""
+    def finish(
+        self, session: Session, response: Response, *, replay_headers: tuple[str, ...] = ()
+    ) -> Response:
+        """Store ``response`` for replays (in the request's transaction) and return it; the
+        headers named in ``replay_headers`` are stored and replayed with it."""
         if self._record_id is not None:
             session.execute(
                 update(IdempotencyRecord)
@@ -173,9 +189,44 @@ class Idempotency:
                     status_code=response.status_code,
                     content_type=response.media_type or response.headers.get("content-type", ""),
                     body=bytes(response.body),
+                    headers={
+                        h: response.headers[h] for h in replay_headers if h in response.headers
+                    }
+                    or None,
                 )
             )
         return response
+
+    # -- work longer than a transaction --------------------------------------------------------
+
+    def reserve(self, sessions: sessionmaker[Session]) -> Response | None:
+        """:meth:`begin` in a transaction of its own, committed at once (see the module
+        docstring): the stored response to replay, or None with the key reserved."""
+        with transaction(sessions) as session:
+            return self.begin(session)
+
+    def complete(
+        self,
+        sessions: sessionmaker[Session],
+        response: Response,
+        *,
+        replay_headers: tuple[str, ...] = (),
+    ) -> Response:
+        """Store the response of reserved work for replays and return it."""
+        with transaction(sessions) as session:
+            return self.finish(session, response, replay_headers=replay_headers)
+
+    def release(self, sessions: sessionmaker[Session]) -> None:
+        """The reserved work failed: drop the reservation, so that a retry does the work."""
+        if self._record_id is None:
+            return
+        with transaction(sessions) as session:
+            session.execute(
+                delete(IdempotencyRecord).where(
+                    IdempotencyRecord.id == self._record_id, IdempotencyRecord.status_code == 0
+                )
+            )
+        self._record_id = None
 
     def respond(self, session: Session, content: Any, *, status_code: int = 200) -> Response:
         """A JSON response of ``content`` (a pydantic model or JSON-able value), stored for replay."""

@@ -18,8 +18,11 @@ from starlette.types import Receive, Scope, Send
 
 from voiceseal.api import ratelimit
 from voiceseal.api.deps import AnyRoleDep, BlobsDep, RuntimeDep, SessionMakerDep, TenantDep
+from voiceseal.api.idempotency import HEADER as IDEMPOTENCY_HEADER
+from voiceseal.api.idempotency import IdempotencyDep
 from voiceseal.errors import InvalidInput, VoiceSealError
 from voiceseal.generations.schemas import SpeechCreate
+from voiceseal.keys.principal import Principal
 from voiceseal.kit.blobstore import LocalBlobStore
 from voiceseal.kit.cancel import CancelToken, bound
 from voiceseal.orchestrator import Orchestrator, SpeechRequest
@@ -56,14 +59,52 @@ async def create_speech(
     sessions: SessionMakerDep,
     blobs: BlobsDep,
     principal: TenantDep,
+    idem: IdempotencyDep,
 ) -> Response:
     """Synthesize speech with a consented voice; every byte is watermarked and recorded.
+
+    With an ``Idempotency-Key`` (whole-file responses only), a retry replays the first
+    response, audio and generation headers included, instead of making and billing a second
+    clip; a retry while the first is still being made gets 409.
 
     Async only to learn of a disconnect while the audio is made: the registry and the engines
     run in worker threads, as they would under a sync route."""
     assert principal.tenant_id is not None
     if body.model and body.model not in runtime.components.names("engines"):
         raise InvalidInput(f"unknown model {body.model!r}; see GET /v1/models", param="model")
+    if idem.key is not None:
+        if body.stream_format is not None:
+            raise InvalidInput(
+                "Idempotency-Key is for whole-file responses: a stream cannot be replayed",
+                param=IDEMPOTENCY_HEADER,
+            )
+        if (replay := await anyio.to_thread.run_sync(idem.reserve, sessions)) is not None:
+            return replay
+        try:
+            response = await _speech(body, runtime, sessions, blobs, principal, request)
+        except BaseException:
+            with anyio.CancelScope(shield=True):  # a failed first try must not block a retry
+                await anyio.to_thread.run_sync(idem.release, sessions)
+            raise
+        return await anyio.to_thread.run_sync(
+            partial(idem.complete, sessions, response, replay_headers=_GENERATION_HEADERS)
+        )
+    return await _speech(body, runtime, sessions, blobs, principal, request)
+
+
+#: The whole-file response's headers that name its generation (replayed with its audio).
+_GENERATION_HEADERS = ("X-Generation-Id", "X-Watermark-Payload")
+
+
+async def _speech(
+    body: SpeechCreate,
+    runtime: Runtime,
+    sessions: sessionmaker[Session],
+    blobs: LocalBlobStore,
+    principal: Principal,
+    request: Request,
+) -> Response:
+    assert principal.tenant_id is not None
     req = SpeechRequest(
         tenant_id=principal.tenant_id,
         api_key_id=principal.api_key_id,

@@ -382,6 +382,8 @@ class IdempotencyRecord(TimestampedMixin, Base):
     status_code: Mapped[int] = mapped_column(Integer)
     content_type: Mapped[str] = mapped_column(String(100))
     body: Mapped[bytes] = mapped_column(LargeBinary)
+    #: Response headers replayed with the body (the speech route's generation id and payload).
+    headers: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
 
     __table_args__ = (UniqueConstraint("api_key_id", "key", name="uq_idempotency_key"),)
 

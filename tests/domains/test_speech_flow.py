@@ -9,12 +9,14 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import numpy as np
 import soundfile as sf
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from voiceseal.api.idempotency import STALE_AFTER
 from voiceseal.kit import audio as audio_io
 from voiceseal.kit.db import transaction
 from voiceseal.registry.models import (
@@ -22,6 +24,7 @@ from voiceseal.registry.models import (
     Consent,
     FingerprintHash,
     Generation,
+    IdempotencyRecord,
     Tenant,
 )
 
@@ -450,3 +453,82 @@ class TestSpeechInput:
         assert _speech(client, admin_key, voice["id"]).status_code == 403
         r = _speech(client, tenant_key, voice["id"], response_format="mp3", stream_format="audio")
         assert r.status_code == 422
+
+
+class TestSpeechIdempotency:
+    def _post(
+        self, client: TestClient, key: str, idem: str, body: dict[str, object]
+    ) -> httpx.Response:
+        return client.post(
+            "/v1/audio/speech", headers={**bearer(key), "Idempotency-Key": idem}, json=body
+        )
+
+    def test_a_retry_replays_the_clip_without_making_another(
+        self,
+        flow: Flow,
+        client: TestClient,
+        tenant: Tenant,
+        tenant_key: str,
+        session_factory: sessionmaker[Session],
+    ) -> None:
+        _, voice = flow.registered_voice([tenant.id])
+        body = {"input": "Said once, heard twice.", "voice": voice["id"], "seed": 5}
+        first = self._post(client, tenant_key, "retry-1", body)
+        assert first.status_code == 200, first.text
+        # Key order does not matter: the body is compared by content.
+        again = self._post(client, tenant_key, "retry-1", dict(reversed(body.items())))
+        assert again.status_code == 200
+        assert again.content == first.content
+        assert again.headers["x-generation-id"] == first.headers["x-generation-id"]
+        assert again.headers["x-watermark-payload"] == first.headers["x-watermark-payload"]
+        assert again.headers["idempotent-replayed"] == "true"
+        assert "idempotent-replayed" not in first.headers
+        with transaction(session_factory) as s:
+            assert s.scalar(select(func.count()).select_from(Generation)) == 1
+        # The same key for another request is refused; a new key makes a new clip.
+        reused = self._post(client, tenant_key, "retry-1", body | {"seed": 6})
+        assert reused.status_code == 422
+        assert reused.json()["error"]["code"] == "idempotency_key_reused"
+        other = self._post(client, tenant_key, "retry-2", body | {"seed": 6})
+        assert other.headers["x-generation-id"] != first.headers["x-generation-id"]
+
+    def test_failed_first_try_streams_and_abandoned_reservations(
+        self,
+        flow: Flow,
+        client: TestClient,
+        tenant: Tenant,
+        tenant_key: str,
+        session_factory: sessionmaker[Session],
+    ) -> None:
+        _, voice = flow.registered_voice([tenant.id])
+        body = {"input": "Only after the fix.", "voice": "voice_nope"}
+        assert self._post(client, tenant_key, "k-fail", body).status_code == 404
+        with transaction(session_factory) as s:  # the failed try left no reservation behind
+            assert s.scalar(select(func.count()).select_from(IdempotencyRecord)) == 0
+        fixed = self._post(client, tenant_key, "k-fail", body | {"voice": voice["id"]})
+        assert fixed.status_code == 200, fixed.text
+
+        streamed = self._post(client, tenant_key, "k-stream", body | {"stream_format": "sse"})
+        assert streamed.status_code == 422 and "Idempotency-Key" in streamed.text
+
+        # A reservation still open: a retry is told the first is in progress; once the
+        # reservation is older than STALE_AFTER (its process died), the retry does the work.
+        ok = body | {"voice": voice["id"], "seed": 9}
+        first = self._post(client, tenant_key, "k-open", ok)
+        with transaction(session_factory) as s:
+            s.execute(
+                update(IdempotencyRecord)
+                .where(IdempotencyRecord.key == "k-open")
+                .values(status_code=0, body=b"", headers=None)
+            )
+        assert self._post(client, tenant_key, "k-open", ok).status_code == 409
+        with transaction(session_factory) as s:
+            s.execute(
+                update(IdempotencyRecord)
+                .where(IdempotencyRecord.key == "k-open")
+                .values(created_at=datetime.now(UTC) - STALE_AFTER - timedelta(seconds=1))
+            )
+        taken_over = self._post(client, tenant_key, "k-open", ok)
+        assert taken_over.status_code == 200 and "idempotent-replayed" not in taken_over.headers
+        assert taken_over.headers["x-generation-id"] != first.headers["x-generation-id"]
+        assert self._post(client, tenant_key, "k-open", ok).content == taken_over.content
