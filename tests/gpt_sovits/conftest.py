@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +63,28 @@ def cuda_sovits_jobs(fixtures_dir: Path) -> tuple[Any, list[Any]]:
         for i, n in enumerate((30, 11, 24))
     ]
     return model, jobs
+
+
+SubmitTogether = Callable[..., tuple[Any, list[Future[Any]]]]
+
+
+def _submit_together(model: Any, jobs: list[Any], **settings: Any) -> tuple[Any, list[Future[Any]]]:
+    """A `VocoderWorker` of `model` given all `jobs`, which starts decoding only once every one
+    waits (its `incoming` hint counts those not submitted yet, and `min_batch` is all of them),
+    so that the batches it forms are certain; returns it and the jobs' futures."""
+    from voiceseal_models.gpt_sovits.serving.vocoder import VocoderWorker
+
+    coming = [len(jobs)]
+    worker = VocoderWorker(
+        model, min_batch=len(jobs), max_wait_s=60.0, incoming=lambda: coming[0], **settings
+    )
+    futures = []
+    for job in jobs:
+        coming[0] -= 1
+        futures.append(worker.submit(job))
+    return worker, futures
+
+
+@pytest.fixture(scope="session")
+def submit_together() -> SubmitTogether:
+    return _submit_together

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,24 @@ def held(batcher: Batcher) -> Iterator[None]:
     finally:
         release.set()
         handle.result(WAIT_S)
+
+
+def _together(batcher: Batcher, calls: list[Callable[[], Any]]) -> list[Any]:
+    """Run ``calls`` (requests to engines served by ``batcher``) on threads that the held
+    scheduler queues all at once, so that its next step admits them together; their results."""
+    results: list[Any] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        results[i] = calls[i]()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    with held(batcher):
+        for t in threads:
+            t.start()
+        _until(lambda: batcher.scheduler.queued == len(calls), "all requests are queued")
+    for t in threads:
+        t.join(WAIT_S)
+    return results
 
 
 def _clip(seconds: float = 4.0, f0: float = 150.0, rate: int = 24000, seed: int = 0) -> Any:
@@ -206,20 +225,14 @@ def test_requests_for_different_voices_share_steps(
     assert voices[0].state.prompt.digest != voices[1].state.prompt.digest
     batcher = batched.batcher(voices[0].state.pair)
     assert batcher is not None and batched.batcher(voices[1].state.pair) is batcher
-    results: list[Any] = [None] * len(jobs)
-
-    def run(i: int) -> None:
-        _, seed, stream = jobs[i]
-        results[i] = _say(batched, voices[i], seed=seed, stream=stream)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(jobs))]
     peak = batcher.stats.peak_rows
-    with held(batcher):
-        for t in threads:
-            t.start()
-        _until(lambda: batcher.scheduler.queued == len(jobs), "all four requests are queued")
-    for t in threads:
-        t.join(WAIT_S)
+    results = _together(
+        batcher,
+        [
+            partial(_say, batched, v, seed=s, stream=st)
+            for v, (_, s, st) in zip(voices, jobs, strict=True)
+        ],
+    )
     # All four were admitted in one step and decoded side by side, two voices, two prompts...
     assert batcher.stats.peak_rows == len(jobs) > peak
     # ... and each got exactly what it gets alone, unbatched.
@@ -243,19 +256,13 @@ def test_whole_file_segments_decode_their_audio_in_shared_sovits_batches(
     vocoder = engine._loaded_sovits(voices[0].state.pair)
     assert vocoder.active_worker is None  # made on first use
     assert not batching_on(direct.settings, vocoder.model)  # unset: off on the CPU
-    results: list[Any] = [None] * len(jobs)
-
-    def run(i: int) -> None:
-        _, seed, speed = jobs[i]
-        results[i] = _say(engine, voices[i], seed=seed, speed=speed)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(jobs))]
-    with held(batcher):
-        for t in threads:
-            t.start()
-        _until(lambda: batcher.scheduler.queued == len(jobs), "all four requests are queued")
-    for t in threads:
-        t.join(WAIT_S)
+    results = _together(
+        batcher,
+        [
+            partial(_say, engine, v, seed=s, speed=sp)
+            for v, (_, s, sp) in zip(voices, jobs, strict=True)
+        ],
+    )
     worker = vocoder.active_worker
     assert worker is not None and 1 <= worker.batches <= len(jobs)
     for i, audio in enumerate(results):
@@ -665,19 +672,13 @@ def test_cuda_batches_with_step_graphs(
     assert batcher is not None
     assert batcher.scheduler.use_graphs and not batcher.config.exact_rng  # the CUDA defaults
     solo = [_say(engine, voices[i], seed=s, stream=st) for i, (_, s, st) in enumerate(jobs)]
-    results: list[Any] = [None] * len(jobs)
-
-    def run(i: int) -> None:
-        _, seed, stream = jobs[i]
-        results[i] = _say(engine, voices[i], seed=seed, stream=stream)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(jobs))]
-    with held(batcher):
-        for t in threads:
-            t.start()
-        _until(lambda: batcher.scheduler.queued == len(jobs), "all four requests are queued")
-    for t in threads:
-        t.join(WAIT_S)
+    results = _together(
+        batcher,
+        [
+            partial(_say, engine, v, seed=s, stream=st)
+            for v, (_, s, st) in zip(voices, jobs, strict=True)
+        ],
+    )
     assert batcher.stats.peak_rows == len(jobs)
     # Counter-based noise: a request's tokens do not depend on its batch companions.
     for i, audio in enumerate(results):

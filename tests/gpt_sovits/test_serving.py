@@ -4,6 +4,7 @@ streaming, and the caches and batched SoVITS decoding around it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,9 @@ from voiceseal_models.gpt_sovits.serving.vocoder import (
 )
 from voiceseal_models.gpt_sovits.sovits import SynthesizerTrn
 from voiceseal_models.gpt_sovits.t2s import Text2Semantic
+
+#: The `submit_together` fixture (conftest.py): a worker given all jobs, batching them once all wait.
+SubmitTogether = Callable[..., tuple[Any, list[Any]]]
 
 STEPS = 120  # enough for every fixture sequence to stop on its own
 
@@ -380,7 +384,9 @@ def test_jobs_with_their_own_noise_decode_as_alone(sovits: SynthesizerTrn, speed
         decode_batch(model, [jobs[0], replace(jobs[1], noise_scale=0.2)])
 
 
-def test_vocoder_worker_batches_only_jobs_that_can_share_a_call(sovits: SynthesizerTrn) -> None:
+def test_vocoder_worker_batches_only_jobs_that_can_share_a_call(
+    sovits: SynthesizerTrn, submit_together: SubmitTogether
+) -> None:
     model = sovits
     gen = torch.Generator().manual_seed(4)
     ge = torch.randn(1, model.config.gin_channels, 1, generator=gen)
@@ -393,17 +399,9 @@ def test_vocoder_worker_batches_only_jobs_that_can_share_a_call(sovits: Synthesi
         return AudioJob(codes, torch.randint(1, 300, (4,)), ge, noise=noise, speed=speed)
 
     jobs = [job(6, 1.0), job(4, 1.2), job(8, 1.0), job(5, 1.2), job(7, 1.0)]
-    # Nothing starts before all five wait (`incoming` says more are coming), so the grouping
-    # is certain; the last two then go at once (nothing more is coming).
-    coming = [len(jobs)]
-    worker = VocoderWorker(
-        model, max_batch=8, min_batch=5, max_wait_s=60.0, noise_scale=0.5,
-        incoming=lambda: coming[0],
-    )  # fmt: skip
-    futures = []
-    for j in jobs:
-        coming[0] -= 1
-        futures.append(worker.submit(j))
+    # Nothing starts before all five wait, so the grouping is certain; the last two then go
+    # at once (nothing more is coming).
+    worker, futures = submit_together(model, jobs, max_batch=8, noise_scale=0.5)
     results = [f.result(timeout=60) for f in futures]
     worker.close()
     assert worker.batches == 2  # the three at speed 1, then the two at 1.2
@@ -412,7 +410,9 @@ def test_vocoder_worker_batches_only_jobs_that_can_share_a_call(sovits: Synthesi
         torch.testing.assert_close(audio, alone, atol=1e-5, rtol=1e-4)
 
 
-def test_a_failing_job_fails_alone_in_its_batch(sovits: SynthesizerTrn) -> None:
+def test_a_failing_job_fails_alone_in_its_batch(
+    sovits: SynthesizerTrn, submit_together: SubmitTogether
+) -> None:
     model = sovits
     gen = torch.Generator().manual_seed(5)
     ge = torch.randn(1, model.config.gin_channels, 1, generator=gen)
@@ -422,15 +422,7 @@ def test_a_failing_job_fails_alone_in_its_batch(sovits: SynthesizerTrn) -> None:
     ]
     bad = AudioJob(torch.tensor([3, 5000, 7]), torch.randint(1, 300, (4,)), ge)  # no such code
     jobs = [good[0], bad, good[1]]
-    coming = [len(jobs)]
-    worker = VocoderWorker(
-        model, max_batch=8, min_batch=3, max_wait_s=60.0, noise_scale=0.0,
-        incoming=lambda: coming[0],
-    )  # fmt: skip
-    futures = []
-    for j in jobs:
-        coming[0] -= 1
-        futures.append(worker.submit(j))
+    worker, futures = submit_together(model, jobs, max_batch=8, noise_scale=0.0)
     with pytest.raises(ValueError, match=r"codes must lie in \[0, 1024\)"):
         futures[1].result(timeout=60)
     for i in (0, 2):

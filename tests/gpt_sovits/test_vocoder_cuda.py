@@ -10,7 +10,9 @@ H100). The ragged attention kernel is compared with SDPA in float32 (1e-5) and f
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -22,6 +24,9 @@ from voiceseal_models.gpt_sovits.serving.ragged_attention import (
 )
 from voiceseal_models.gpt_sovits.serving.vocoder import AudioJob, decode_batch
 from voiceseal_models.gpt_sovits.sovits import SoVITSConfig, SynthesizerTrn
+
+#: The `submit_together` fixture (conftest.py): a worker given all jobs, batching them once all wait.
+SubmitTogether = Callable[..., tuple[Any, list[Any]]]
 
 pytestmark = [
     pytest.mark.gpu,
@@ -154,10 +159,12 @@ def test_graphed_decoder_equals_solo_decode(fixtures_dir: Path) -> None:
         graphed(torch.tensor([5, 1024]), phones, ge)
 
 
-def test_worker_jobs_with_their_own_noise_equal_decoding_alone(fixtures_dir: Path) -> None:
+def test_worker_jobs_with_their_own_noise_equal_decoding_alone(
+    fixtures_dir: Path, submit_together: SubmitTogether
+) -> None:
     """The platform's whole-file path on CUDA: jobs carrying their prior draws, batched by the
     worker through the serving generator, get the synthesizer's own solo decode."""
-    from voiceseal_models.gpt_sovits.serving.vocoder import VocoderWorker, prior_frames
+    from voiceseal_models.gpt_sovits.serving.vocoder import prior_frames
 
     model = SynthesizerTrn.from_checkpoint(fixtures_dir / "s2_v2_tiny.pth", device="cuda")
     gen = torch.Generator().manual_seed(12)
@@ -177,12 +184,7 @@ def test_worker_jobs_with_their_own_noise_equal_decoding_alone(fixtures_dir: Pat
                 speed=speed,
             )
         )
-    coming = [len(jobs)]
-    worker = VocoderWorker(model, min_batch=4, max_wait_s=60.0, incoming=lambda: coming[0])
-    futures = []
-    for job in jobs:
-        coming[0] -= 1
-        futures.append(worker.submit(job))
+    worker, futures = submit_together(model, jobs)
     got = [f.result(timeout=120) for f in futures]
     worker.close()
     assert worker.batches == 2  # speed 1 together, then the stretched one
