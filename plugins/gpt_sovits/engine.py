@@ -324,7 +324,7 @@ class GPTSoVITSEngine:
             last = len(segments) - 1
             for index, segment in enumerate(segments):
                 pieces = self._segment(vocoder, state.prompt, segment, req, sources[index], noise)
-                for samples, is_last_piece in _lookahead(pieces):
+                for samples, is_last_piece in pieces:
                     final = is_last_piece and index == last
                     yield AudioChunk(_limit(samples), SAMPLE_RATE, final=final, segment=index)
                 if index < last and gap.size:
@@ -363,7 +363,10 @@ class GPTSoVITSEngine:
         req: _Request,
         source: _TokenSource,
         noise_generator: torch.Generator,
-    ) -> Iterator[Samples]:
+    ) -> Iterator[tuple[Samples, bool]]:
+        """The segment's audio pieces, each with whether it is the segment's last: a stream's
+        pieces leave as soon as they are decoded (a look-ahead for the last one would hold
+        each piece back by one window)."""
         sovits = vocoder.model
         target = torch.tensor(segment.phone_ids, dtype=torch.int64, device=self.device)
         noise = NoiseSource(sovits.config.inter_channels, noise_generator, self.device, self.dtype)
@@ -373,6 +376,31 @@ class GPTSoVITSEngine:
         def window(start: int, end: int) -> Samples:
             return _decode(sovits, tokens[start:end], start, target, prompt, noise, req)
 
+        graphs = self.device.type == "cuda" and req.speed == 1
+
+        def stream_window(start: int, end: int) -> Samples:
+            # On CUDA a window replays a graph of the decode (the same noise frames as `_decode`
+            # would draw); elsewhere, or where no graph applies, it is decoded eagerly.
+            if graphs:
+                piece = tokens[start:end]
+                frames, per_token = _latent_frames(sovits, len(piece), req.speed)
+                draw = (
+                    noise.frames(round(start * per_token), frames)[0]
+                    if req.noise_scale > 0
+                    else None
+                )
+                job = AudioJob(
+                    torch.tensor(piece, dtype=torch.int64),
+                    target.cpu(),
+                    prompt.ge,
+                    noise=draw,
+                    noise_scale=req.noise_scale,
+                )
+                audio = vocoder.window(job, self.settings)
+                if audio is not None:
+                    return np.ascontiguousarray(audio.numpy(), dtype=np.float32)
+            return window(start, end)
+
         try:
             if not req.stream:
                 # The official hand-over `y[-idx:]`: after a stop at the step cap (a runaway
@@ -380,13 +408,13 @@ class GPTSoVITSEngine:
                 # the normal EOS stop both paths decode the same tokens.
                 tokens.extend(source.result().tokens.tolist())
                 if tokens and batching_on(self.settings, sovits):
-                    yield self._batched(vocoder, tokens, target, prompt, noise, req)
+                    yield self._batched(vocoder, tokens, target, prompt, noise, req), True
                 else:
-                    yield window(0, len(tokens))
+                    yield window(0, len(tokens)), True
                 return
             s = self.settings
             decoder = StreamingDecoder(
-                window,
+                stream_window,
                 s.stream_chunk_tokens,
                 s.stream_context_tokens,
                 s.stream_crossfade_tokens,
@@ -395,8 +423,8 @@ class GPTSoVITSEngine:
             for token in source.tokens():
                 audio = decoder.push(token)
                 if audio is not None and audio.size:
-                    yield audio
-            yield decoder.finish()
+                    yield audio, False
+            yield decoder.finish(), True
         except VoiceSealError:
             raise
         except ValueError as exc:  # shapes or ids the networks refuse: a bug or a bad voice
@@ -583,14 +611,3 @@ def _limit(samples: Samples) -> Samples:
     # know its peak in advance, so both paths clip (real models stay well inside), and the
     # core's loudness normaliser and peak limiter set the final level.
     return np.clip(samples, -1.0, 1.0).astype(np.float32, copy=False)
-
-
-def _lookahead(items: Iterator[Samples]) -> Iterator[tuple[Samples, bool]]:
-    """Each item with a flag telling whether it is the last one."""
-    previous: Samples | None = None
-    for item in items:
-        if previous is not None:
-            yield previous, False
-        previous = item
-    if previous is not None:
-        yield previous, True

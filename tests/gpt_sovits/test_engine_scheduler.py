@@ -42,7 +42,13 @@ from voiceseal.registry.base import utcnow
 from voiceseal.registry.models import Consent, Generation, Speaker, Tenant, Voice, VoiceSample
 from voiceseal.runtime import Runtime, build_runtime
 from voiceseal.settings import Settings
-from voiceseal_models.gpt_sovits.serving import RequestCancelled, RequestFailed, T2SRequest
+from voiceseal_models.gpt_sovits.serving import (
+    AudioJob,
+    RequestCancelled,
+    RequestFailed,
+    T2SRequest,
+)
+from voiceseal_plugins.gpt_sovits import vocoding
 from voiceseal_plugins.gpt_sovits.batching import Batcher
 from voiceseal_plugins.gpt_sovits.engine import GPTSoVITSEngine, segment_seed
 from voiceseal_plugins.gpt_sovits.settings import GPTSoVITSSettings
@@ -256,6 +262,8 @@ def test_whole_file_segments_decode_their_audio_in_shared_sovits_batches(
     vocoder = engine._loaded_sovits(voices[0].state.pair)
     assert vocoder.active_worker is None  # made on first use
     assert not batching_on(direct.settings, vocoder.model)  # unset: off on the CPU
+    window = AudioJob(torch.arange(20), torch.arange(1, 9), voices[0].state.prompt.ge)
+    assert vocoder.window(window, engine.settings) is None  # no graphs off CUDA: eager windows
     results = _together(
         batcher,
         [
@@ -691,3 +699,11 @@ def test_cuda_batches_with_step_graphs(
     monkeypatch.setattr(engine.settings, "sovits_batching", False)
     plain = _say(engine, voices[0], seed=jobs[0][1])
     np.testing.assert_allclose(plain, solo[0], atol=1e-4)
+    # Stream windows replayed from graphs (the CUDA default) equal eager windows.
+    vocoder = engine._loaded_sovits(voices[1].state.pair)
+    graphed = _say(engine, voices[1], seed=jobs[1][1], stream=True)
+    assert vocoder._windows is not None and len(vocoder._windows._graphs) >= 1
+    monkeypatch.setattr(vocoding, "WINDOW_TOKENS", 0)  # no window fits: all eager
+    eager = _say(engine, voices[1], seed=jobs[1][1], stream=True)
+    assert graphed.shape == eager.shape
+    np.testing.assert_allclose(graphed, eager, atol=1e-4)

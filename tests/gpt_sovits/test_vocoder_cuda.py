@@ -155,6 +155,19 @@ def test_graphed_decoder_equals_solo_decode(fixtures_dir: Path) -> None:
         assert got.shape == expected.shape
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
     assert len(graphed._graphs) == 3
+    # The caller's own noise and scale (a stream window's frames): as `decode` with that draw;
+    # `decode` is the thread-safe call, with the audio copied to the host.
+    noise = torch.randn(
+        model.config.inter_channels, 13 * model.config.latent_upsampling, generator=gen
+    ).cuda()
+    codes = torch.randint(0, 1024, (13,), generator=gen)
+    phones = torch.randint(1, 300, (7,), generator=gen)
+    expected = model.decode(codes, phones, ge=ge, noise=noise[None], noise_scale=0.8)[0, 0]
+    got = graphed.decode(codes, phones, ge, noise, 0.8)
+    assert got.device.type == "cpu"
+    torch.testing.assert_close(got, expected.cpu(), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="noise must be"):
+        graphed(codes, phones, ge, noise[:, :-1])
     with pytest.raises(ValueError, match="codes must lie in"):
         graphed(torch.tensor([5, 1024]), phones, ge)
 

@@ -8,8 +8,13 @@ lengths, and replays it. A bucket is captured the first time it is needed (a few
 so a server that wants no such pause calls `capture` for its common lengths at start-up.
 
 Padded and masked, an item decodes as it would alone (the synthesizer's padded-batch
-guarantee); the noise comes from the default CUDA generator. `vocoder.GraphedChunkDecoder` is
-the same for stream chunks of one fixed length.
+guarantee). The prior noise is the caller's draw when given (a request's own frames, so that
+its audio does not depend on the path that decoded it), else a fresh draw from the default CUDA
+generator; its scale may change per call. `vocoder.GraphedChunkDecoder` is the same for stream
+chunks of one fixed length.
+
+A call fills the bucket's input buffers, replays and hands back a view of its output buffer, so
+calls must not overlap: `decode` does all of it under the decoder's lock and returns a copy.
 """
 
 from __future__ import annotations
@@ -55,7 +60,8 @@ class GraphedDecoder:
         self.dtype = model.enc_p.proj.weight.dtype
         self._graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, dict[str, Tensor]]] = {}
         self._memory = torch.cuda.graph_pool_handle()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # captures
+        self._replay = threading.Lock()  # `decode`: fill, replay, copy out
 
     def bucket(self, tokens: int, phones: int) -> tuple[int, int]:
         if not 1 <= tokens <= self.max_tokens or phones < 1:
@@ -82,6 +88,14 @@ class GraphedDecoder:
                 "phones": torch.zeros(1, p, dtype=torch.int64, device=self.device),
                 "phone_len": torch.full((1,), p, dtype=torch.int64, device=self.device),
                 "ge": torch.zeros(1, gin, 1, dtype=self.dtype, device=self.device),
+                "noise": torch.zeros(
+                    1,
+                    self.model.config.inter_channels,
+                    t * self.model.config.latent_upsampling,
+                    dtype=self.dtype,
+                    device=self.device,
+                ),
+                "scale": torch.full((), self.noise_scale, dtype=self.dtype, device=self.device),
             }
             current = torch.cuda.current_stream(self.device)
             side = torch.cuda.Stream(self.device)
@@ -109,14 +123,37 @@ class GraphedDecoder:
         _, m_p, logs_p, y_mask = model.enc_p(
             quantized, b["code_len"] * upsampling, b["phones"], b["phone_len"], ge_text, 1.0
         )
-        z_p = m_p + torch.randn_like(m_p) * torch.exp(logs_p) * self.noise_scale
+        z_p = m_p + b["noise"] * torch.exp(logs_p) * b["scale"]
         z = model.flow.inverse(z_p, y_mask, ge)
         return self.dec(z * y_mask, ge, y_mask)[0, 0]
 
     @torch.inference_mode()
-    def __call__(self, codes: Tensor, phones: Tensor, ge: Tensor) -> Tensor:
+    def decode(
+        self,
+        codes: Tensor,
+        phones: Tensor,
+        ge: Tensor,
+        noise: Tensor | None = None,
+        noise_scale: float | None = None,
+    ) -> Tensor:
+        """`__call__` for callers on several threads: under the lock, and the audio copied out
+        as float32 on the CPU."""
+        with self._replay:
+            return self(codes, phones, ge, noise, noise_scale).float().cpu()
+
+    @torch.inference_mode()
+    def __call__(
+        self,
+        codes: Tensor,
+        phones: Tensor,
+        ge: Tensor,
+        noise: Tensor | None = None,
+        noise_scale: float | None = None,
+    ) -> Tensor:
         """codes (n,) int, phones (m,) int, ge (1, gin, 1) -> audio (samples,) on the device;
-        a view of a buffer that the next call of the same bucket overwrites."""
+        a view of a buffer that the next call of the same bucket overwrites. `noise`: the
+        item's standard-normal prior draw (inter, n * latent_upsampling) (default: a fresh
+        one); `noise_scale` (default: the decoder's)."""
         if codes.dim() != 1 or phones.dim() != 1 or ge.dim() != 3 or ge.shape[0] != 1:
             raise ValueError(
                 f"need codes (n,), phones (m,) and ge (1, gin, 1), got {tuple(codes.shape)}, "
@@ -134,9 +171,24 @@ class GraphedDecoder:
             low, high = int(ids.min()), int(ids.max())
             if low < 0 or high >= size:
                 raise ValueError(f"{name} must lie in [0, {size}), got [{low}, {high}]")
+        frames = n * self.model.config.latent_upsampling
+        if noise is not None and tuple(noise.shape) != (self.model.config.inter_channels, frames):
+            raise ValueError(
+                f"noise must be (inter_channels, frames) = "
+                f"({self.model.config.inter_channels}, {frames}), got {tuple(noise.shape)}"
+            )
+        scale = self.noise_scale if noise_scale is None else noise_scale
+        if scale < 0:
+            raise ValueError(f"noise_scale must be >= 0, got {scale}")
         if key not in self._graphs:
             self.capture(n, m)
         graph, b = self._graphs[key]
+        if noise is None:
+            b["noise"].normal_()
+        else:
+            b["noise"].zero_()
+            b["noise"][0, :, :frames].copy_(noise)
+        b["scale"].fill_(scale)
         b["codes"].zero_()
         b["codes"][0, 0, :n].copy_(codes)
         b["phones"].zero_()
