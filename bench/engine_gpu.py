@@ -37,6 +37,9 @@ from typing import Any
 import numpy as np
 import torch
 
+# The same tiny HuBERT as the CPU pipeline bench (this folder is on sys.path when run).
+from gpt_sovits_pipeline_cpu import tiny_hubert
+
 from voiceseal.contracts import ReferenceClip, SynthesisOptions, VoiceAssets, VoiceHandle
 from voiceseal_models.gpt_sovits.sovits import SoVITSConfig, SynthesizerTrn
 from voiceseal_models.gpt_sovits.t2s import T2SConfig, Text2SemanticDecoder
@@ -72,19 +75,6 @@ def write_models(folder: Path, small: bool) -> None:
     torch.save(
         OrderedDict(weight=sweights, config=s2, info="0epoch_0iteration"), folder / "bench.pth"
     )
-
-
-def tiny_hubert(folder: Path) -> Path:
-    """A random HuBERT saved like chinese-hubert-base (768 wide, as SoVITS's ssl_proj needs)."""
-    import transformers
-
-    torch.manual_seed(0)
-    config = transformers.HubertConfig(
-        hidden_size=768, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
-        conv_dim=(16,) * 7, num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=8,
-    )  # fmt: skip
-    transformers.HubertModel(config).save_pretrained(folder)
-    return folder
 
 
 def reference(seconds: float = 4.0, rate: int = 24000) -> np.ndarray:

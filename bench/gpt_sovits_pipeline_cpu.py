@@ -53,7 +53,9 @@ def _rss_mib(field: str) -> float:
     raise RuntimeError(f"no {field} in /proc/self/status (Linux only)")
 
 
-def _tiny_hubert(folder: Path) -> None:
+def tiny_hubert(folder: Path) -> Path:
+    """A random HuBERT saved like chinese-hubert-base (768 wide, as SoVITS's ssl_proj needs):
+    it only builds each voice's prompt; the real one cannot be downloaded here."""
     import transformers
 
     torch.manual_seed(0)
@@ -67,6 +69,7 @@ def _tiny_hubert(folder: Path) -> None:
         num_conv_pos_embedding_groups=8,
     )
     transformers.HubertModel(config).save_pretrained(folder)
+    return folder
 
 
 def _child(args: dict[str, Any]) -> dict[str, Any]:
@@ -121,7 +124,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        _tiny_hubert(folder / "hubert")
+        tiny_hubert(folder / "hubert")
         pairs = {"tiny": (FIXTURES / "t2s_tiny.ckpt", FIXTURES / "s2_v2_tiny.pth")}
         if "full" in ns.sizes:
             _bench_module("gpt_sovits_cpu")._write_full_size_checkpoint(folder / "full.ckpt")

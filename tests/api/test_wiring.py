@@ -91,11 +91,10 @@ class TestKeyFormat:
 
 
 class _Closable:
+    """A component with a ``close()``; the registry builds and closes it, nothing calls more."""
+
     def __init__(self, name: str, log: list[str], fail: bool = False) -> None:
         self.name, self.log, self.fail = name, log, fail
-
-    def synthesize(self, *_: object) -> None:  # enough of an engine to be registered
-        raise NotImplementedError
 
     def close(self) -> None:
         self.log.append(self.name)
