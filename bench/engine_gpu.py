@@ -6,20 +6,22 @@ continuous-batching scheduler and, for whole-file requests, SoVITS batching acro
 (`VOICESEAL_GPT_SOVITS_SOVITS_BATCHING`), measured on and off in the same run.
 
 Models: the full-size v2 architecture with random weights (shapes from the fixture manifests,
-written in the official formats and loaded by the engine's loaders; v2 rather than v2ProPlus
-because a v2Pro voice also needs the ERes2NetV2 speaker model) and a tiny random HuBERT (it
-only builds each voice's prompt once). EOS is silenced in the GPT's weights and the engine's
+written in the official formats and loaded by the engine's loaders; v2 by default, or with
+`--version v2ProPlus` the architecture `bench/gpu.py` measures, whose voices also load a random
+ERes2NetV2 speaker model) and a tiny random HuBERT (it only builds each voice's prompt once). EOS is silenced in the GPT's weights and the engine's
 token cap is 250, so every request is one sentence of exactly 10 s of audio.
 
 Usage (repository root, on the GPU machine; `voiceseal`, `voiceseal_models` and
 `voiceseal_plugins` importable with the platform's dependencies):
 
     python bench/engine_gpu.py --json out.json
+    python bench/engine_gpu.py --version v2ProPlus --levels 1 8 32 128 --sovits-batch 64
     python bench/engine_gpu.py --device cpu --small --levels 1 2   # smoke test, tiny models
 
 Prints a table: audio-seconds per wall-second for N concurrent whole-file requests with SoVITS
-batching off and on (and their ratio), and the time to the first streamed chunk of one request
-on a warm engine.
+batching off and on (and their ratio), the time to the first streamed chunk of one request
+on a warm engine and of the first stream after start-up, and with `--streams N ...` the
+aggregate rate and first-chunk p50/p95 of N concurrent streamed requests.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from gpt_sovits_pipeline_cpu import tiny_hubert
 
 from voiceseal.contracts import ReferenceClip, SynthesisOptions, VoiceAssets, VoiceHandle
 from voiceseal_models.gpt_sovits.sovits import SoVITSConfig, SynthesizerTrn
+from voiceseal_models.gpt_sovits.sovits.sv import ERes2NetV2
 from voiceseal_models.gpt_sovits.t2s import T2SConfig, Text2SemanticDecoder
 from voiceseal_plugins.gpt_sovits.engine import GPTSoVITSEngine
 from voiceseal_plugins.gpt_sovits.settings import GPTSoVITSSettings
@@ -52,16 +55,17 @@ TEXT = "The weather is calm today, and the harbour boats are waiting for the mor
 RATE = 32000
 
 
-def write_models(folder: Path, small: bool) -> None:
-    """Full-size v2 GPT and SoVITS files with random weights, in the official formats (or,
-    with `small`, the tiny fixture models, EOS silenced likewise)."""
+def write_models(folder: Path, small: bool, version: str = "v2") -> Path | None:
+    """Full-size GPT and SoVITS (`version`) files with random weights, in the official formats
+    (or, with `small`, the tiny fixture models, EOS silenced likewise). For v2ProPlus also a
+    random ERes2NetV2 speaker model, whose path is returned (None otherwise)."""
     if small:
         gpt = torch.load(FIXTURES / "t2s_tiny.ckpt", map_location="cpu", weights_only=True)
         eos = int(gpt["config"]["model"]["EOS"])
         gpt["weight"]["model.ar_predict_layer.weight"][eos].zero_()
         torch.save(gpt, folder / "bench.ckpt")
         (folder / "bench.pth").write_bytes((FIXTURES / "s2_v2_tiny.pth").read_bytes())
-        return
+        return None
     torch.manual_seed(0)
     s1 = json.loads((FIXTURES / "manifest_s1_v2.json").read_text())["config"]
     network = Text2SemanticDecoder(T2SConfig.from_checkpoint_config(s1))
@@ -69,12 +73,18 @@ def write_models(folder: Path, small: bool) -> None:
         network.ar_predict_layer.weight[network.config.eos].zero_()  # never stops on its own
     weights = OrderedDict((f"model.{k}", v.half()) for k, v in network.state_dict().items())
     torch.save(OrderedDict(weight=weights, config=s1, info="GPT-e0"), folder / "bench.ckpt")
-    s2 = json.loads((FIXTURES / "manifest_s2_v2.json").read_text())["config"]
-    synth = SynthesizerTrn(SoVITSConfig.from_hparams(s2, version="v2"))
+    s2 = json.loads((FIXTURES / f"manifest_s2_{version}.json").read_text())["config"]
+    synth = SynthesizerTrn(SoVITSConfig.from_hparams(s2, version=version))
     sweights = OrderedDict((k, v.half()) for k, v in synth.state_dict().items())
     torch.save(
         OrderedDict(weight=sweights, config=s2, info="0epoch_0iteration"), folder / "bench.pth"
     )
+    if version == "v2":
+        return None
+    # The speaker model only shapes each voice's style vector once (prompt building).
+    sv = folder / "eres2netv2_random.ckpt"
+    torch.save(ERes2NetV2().state_dict(), sv)
+    return sv
 
 
 def reference(seconds: float = 4.0, rate: int = 24000) -> np.ndarray:
@@ -108,6 +118,30 @@ def concurrent(engine: GPTSoVITSEngine, voice: VoiceHandle, n: int) -> tuple[flo
     return sum(audio) / wall, wall
 
 
+def concurrent_streams(
+    engine: GPTSoVITSEngine, voice: VoiceHandle, n: int
+) -> tuple[float, list[float]]:
+    """n streamed requests at once, each read on its own thread; returns (audio-seconds per
+    wall-second, each stream's time to its first chunk in ms)."""
+    audio = [0.0] * n
+    first = [0.0] * n
+    start = time.perf_counter()
+
+    def run(i: int) -> None:
+        options = SynthesisOptions(seed=2000 + i, extra={"stream": True})
+        for chunk in engine.synthesize(TEXT, voice, options):
+            if audio[i] == 0.0:
+                first[i] = (time.perf_counter() - start) * 1e3
+            audio[i] += len(chunk.samples) / RATE
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(audio) / (time.perf_counter() - start), first
+
+
 def first_chunk_ms(engine: GPTSoVITSEngine, voice: VoiceHandle, seed: int) -> float:
     start = time.perf_counter()
     chunks = engine.synthesize(TEXT, voice, SynthesisOptions(seed=seed, extra={"stream": True}))
@@ -122,22 +156,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {
         "torch": torch.__version__,
         "device": args.device,
-        "models": "tiny fixture models" if args.small else "full-size v2, random weights",
+        "models": "tiny fixture models"
+        if args.small
+        else f"full-size {args.version}, random weights",
     }
     if args.device == "cuda":
         results["gpu"] = torch.cuda.get_device_name()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "models").mkdir()
-        write_models(folder / "models", args.small)
+        sv_model = write_models(folder / "models", args.small, args.version)
         settings = GPTSoVITSSettings(
             hubert_dir=tiny_hubert(folder / "hubert"),
             model_dir=folder / "models",
+            sv_model=sv_model,
             device=args.device,
             dtype=args.dtype,
             max_tokens=TOKENS,
-            batch_max_rows=max(args.levels),
-            batch_max_queue=4 * max(args.levels),
+            batch_max_rows=max(args.levels + args.streams),
+            batch_max_queue=4 * max(args.levels + args.streams),
             sovits_batching=False,
             sovits_batch_max=args.sovits_batch,
         )
@@ -150,6 +187,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.perf_counter()
         say(engine, voice, 1)  # scheduler, graphs and kernels: the cold start
         results["first_request_s"] = time.perf_counter() - t0
+        # The first stream after start-up: it meets whatever is still made on first use.
+        results["first_stream_first_chunk_ms"] = first_chunk_ms(engine, voice, 49)
         try:
             for batching in (False, True):
                 engine.settings.sovits_batching = batching
@@ -161,6 +200,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             ttfc = [first_chunk_ms(engine, voice, 50 + i) for i in range(5)]
             results["first_chunk_ms_median"] = statistics.median(ttfc)
             results["first_chunk_ms_all"] = ttfc
+            for n in args.streams:
+                concurrent_streams(engine, voice, n)  # warm: window shapes at this load
+                rate, first = concurrent_streams(engine, voice, n)
+                first.sort()
+                results[f"stream_audio_s_per_s_c{n}"] = rate
+                results[f"stream_first_chunk_ms_p50_c{n}"] = first[len(first) // 2]
+                results[f"stream_first_chunk_ms_p95_c{n}"] = first[
+                    min(len(first) - 1, int(0.95 * len(first)))
+                ]
         finally:
             engine.close()
     return results
@@ -179,6 +227,16 @@ def table(r: dict[str, Any], levels: list[int]) -> str:
     lines.append(
         f"first streamed chunk, warm engine: {r['first_chunk_ms_median']:.1f} ms (median of 5)"
     )
+    for n in r.get("streams", []):
+        lines.append(
+            f"{n} concurrent streams: {r[f'stream_audio_s_per_s_c{n}']:.1f} audio-s/s, first "
+            f"chunk p50 {r[f'stream_first_chunk_ms_p50_c{n}']:.1f} ms, "
+            f"p95 {r[f'stream_first_chunk_ms_p95_c{n}']:.1f} ms"
+        )
+    lines.append(
+        f"first streamed chunk of the first stream after start-up: "
+        f"{r['first_stream_first_chunk_ms']:.1f} ms"
+    )
     lines.append(
         f"prepare voice {r['prepare_voice_s']:.2f} s; first request {r['first_request_s']:.2f} s"
     )
@@ -193,12 +251,27 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="runs per level (the best counts)")
     parser.add_argument("--sovits-batch", type=int, default=32, help="SoVITS batch limit")
     parser.add_argument("--small", action="store_true", help="tiny fixture models (smoke test)")
+    parser.add_argument(
+        "--streams",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also N concurrent streamed requests: aggregate rate, first-chunk p50/p95",
+    )
+    parser.add_argument(
+        "--version",
+        default="v2",
+        choices=("v2", "v2ProPlus"),
+        help="SoVITS architecture (v2ProPlus: the one bench/gpu.py measures; its voices also "
+        "load a random ERes2NetV2 speaker model)",
+    )
     parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args()
     if args.device == "cpu":
         args.dtype = "float32"
         torch.set_num_threads(1)
     results = run(args)
+    results["streams"] = args.streams
     print(table(results, args.levels))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

@@ -216,9 +216,12 @@ class GPTSoVITSEngine:
             model = SynthesizerTrn.from_checkpoint(
                 pair.sovits, device=self.device, dtype=self.dtype
             )
-            return LoadedSoVITS(model)
         except (CheckpointError, ValueError, RuntimeError) as exc:
             raise InvalidInput(f"the SoVITS file cannot be loaded: {exc}") from None
+        loaded = LoadedSoVITS(model)
+        # With the model, not in the first stream's way (vocoding.PRECAPTURE_PHONES).
+        loaded.prepare_windows(self.settings)
+        return loaded
 
     # -- voices ------------------------------------------------------------------------------
 

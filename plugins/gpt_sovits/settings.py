@@ -103,10 +103,12 @@ class GPTSoVITSSettings(BaseSettings):
     #: items decode at ~750 audio-s/s one at a time and ~1,600-1,850 in batches of 32-128
     #: (bench/gpu.py). Each segment keeps its own prior noise, so its audio does not depend on
     #: its companions (equal within float rounding to decoding alone). Unset: on for CUDA,
-    #: off on the CPU, where a batch costs what its items cost one after another. Streams keep
-    #: decoding their own windows (their first audio must not wait for company).
+    #: off on the CPU, where a batch costs what its items cost one after another. Stream
+    #: windows have a worker of their own on CUDA whatever this says: a window alone replays
+    #: its CUDA graph, and only windows of concurrent streams that already wait together share
+    #: a batch (a stream's first audio never waits for company).
     sovits_batching: bool | None = None
-    #: Most segments in one SoVITS batch.
+    #: Most segments (or stream windows) in one SoVITS batch.
     sovits_batch_max: int = Field(default=32, ge=1, le=256)
 
     @field_validator("model_dir", "hubert_dir", "bert_dir", "sv_model", mode="after")

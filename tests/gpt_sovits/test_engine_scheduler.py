@@ -252,7 +252,7 @@ def test_whole_file_segments_decode_their_audio_in_shared_sovits_batches(
     """With SoVITS batching on (the CUDA default; forced here on the CPU), whole-file segments
     of concurrent requests go through the SoVITS file's worker, and each request's audio is
     what it gets alone (its own noise frames; only float rounding differs), speed included.
-    Streams keep decoding their own windows."""
+    Streams do not use the whole-file worker (off CUDA they decode their windows eagerly)."""
     engine = make_engine(sovits_batching=True)
     jobs = [(VOICE_A, 11, 1.0), (VOICE_B, 12, 1.0), (VOICE_A, 13, 1.25), (VOICE_B, 11, 1.0)]
     solo = [_say(direct, direct.prepare_voice(_assets(*v)), seed=s, speed=sp) for v, s, sp in jobs]
@@ -264,6 +264,7 @@ def test_whole_file_segments_decode_their_audio_in_shared_sovits_batches(
     assert not batching_on(direct.settings, vocoder.model)  # unset: off on the CPU
     window = AudioJob(torch.arange(20), torch.arange(1, 9), voices[0].state.prompt.ge)
     assert vocoder.window(window, engine.settings) is None  # no graphs off CUDA: eager windows
+    assert vocoder.prepare_windows(engine.settings) == 0 and vocoder._windows is None
     results = _together(
         batcher,
         [
@@ -278,7 +279,7 @@ def test_whole_file_segments_decode_their_audio_in_shared_sovits_batches(
         np.testing.assert_allclose(audio, solo[i], atol=1e-4, rtol=0, err_msg=f"request {i}")
     batches = worker.batches
     streamed = _say(engine, voices[0], seed=11, stream=True)
-    assert worker.batches == batches  # the stream decoded its own windows
+    assert worker.batches == batches  # the stream's windows did not go through it
     reference = _say(direct, direct.prepare_voice(_assets(*VOICE_A)), seed=11, stream=True)
     assert np.array_equal(streamed, reference)
     # Evicted or shut down: the worker ends; a later segment decodes on its own thread.
@@ -676,6 +677,10 @@ def test_cuda_batches_with_step_graphs(
     engine = make_engine(device="cuda", batch_max_rows=4, batch_capacity=512)
     jobs = [(VOICE_A, 11, False), (VOICE_B, 12, True), (VOICE_A, 13, True), (VOICE_B, 11, False)]
     voices = [engine.prepare_voice(_assets(*v)) for v, _, _ in jobs]
+    # The common stream-window graphs were captured with the model, before any stream.
+    windows = engine._loaded_sovits(voices[0].state.pair)._windows
+    assert windows is not None
+    assert {(t, p) for t in (25, 50) for p in (64, 128, 192)} <= set(windows._graphs)
     batcher = engine.batcher(voices[0].state.pair)
     assert batcher is not None
     assert batcher.scheduler.use_graphs and not batcher.config.exact_rng  # the CUDA defaults

@@ -384,21 +384,25 @@ def test_jobs_with_their_own_noise_decode_as_alone(sovits: SynthesizerTrn, speed
         decode_batch(model, [jobs[0], replace(jobs[1], noise_scale=0.2)])
 
 
+def _noisy_job(
+    model: SynthesizerTrn, gen: torch.Generator, ge: torch.Tensor, n: int, speed: float = 1.0
+) -> AudioJob:
+    """A job of `n` random codes carrying its own prior draw (as the engine's jobs do)."""
+    noise = torch.randn(model.config.inter_channels, prior_frames(model, n, speed), generator=gen)
+    codes = torch.randint(0, 1024, (n,), generator=gen)
+    return AudioJob(codes, torch.randint(1, 300, (4,)), ge, noise=noise, speed=speed)
+
+
 def test_vocoder_worker_batches_only_jobs_that_can_share_a_call(
     sovits: SynthesizerTrn, submit_together: SubmitTogether
 ) -> None:
     model = sovits
     gen = torch.Generator().manual_seed(4)
     ge = torch.randn(1, model.config.gin_channels, 1, generator=gen)
-
-    def job(n: int, speed: float) -> AudioJob:
-        noise = torch.randn(
-            model.config.inter_channels, prior_frames(model, n, speed), generator=gen
-        )
-        codes = torch.randint(0, 1024, (n,), generator=gen)
-        return AudioJob(codes, torch.randint(1, 300, (4,)), ge, noise=noise, speed=speed)
-
-    jobs = [job(6, 1.0), job(4, 1.2), job(8, 1.0), job(5, 1.2), job(7, 1.0)]
+    jobs = [
+        _noisy_job(model, gen, ge, n, speed)
+        for n, speed in ((6, 1.0), (4, 1.2), (8, 1.0), (5, 1.2), (7, 1.0))
+    ]
     # Nothing starts before all five wait, so the grouping is certain; the last two then go
     # at once (nothing more is coming).
     worker, futures = submit_together(model, jobs, max_batch=8, noise_scale=0.5)
@@ -408,6 +412,52 @@ def test_vocoder_worker_batches_only_jobs_that_can_share_a_call(
     for j, audio in zip(jobs, results, strict=True):
         (alone,) = decode_batch(model, [j], length_multiple=1)
         torch.testing.assert_close(audio, alone, atol=1e-5, rtol=1e-4)
+
+
+def test_vocoder_worker_rounds_batches_up_to_powers_of_two(
+    sovits: SynthesizerTrn, submit_together: SubmitTogether, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stream-window worker's `batch_buckets`: three windows decode as a batch of four
+    (the last repeated, its copy dropped), each as it would alone."""
+    from voiceseal_models.gpt_sovits.serving import vocoder
+
+    model = sovits
+    gen = torch.Generator().manual_seed(6)
+    ge = torch.randn(1, model.config.gin_channels, 1, generator=gen)
+    jobs = [_noisy_job(model, gen, ge, n) for n in (7, 12, 9)]
+    sizes: list[int] = []
+    real = vocoder.decode_batch
+
+    def counted(m: SynthesizerTrn, batch: list[AudioJob], **kw: Any) -> list[torch.Tensor]:
+        sizes.append(len(batch))
+        return real(m, batch, **kw)
+
+    monkeypatch.setattr(vocoder, "decode_batch", counted)
+    worker, futures = submit_together(model, jobs, max_batch=8, batch_buckets=True, pack=False)
+    results = [f.result(timeout=60) for f in futures]
+    worker.close()
+    assert sizes == [4] and worker.batches == 1
+    for j, audio in zip(jobs, results, strict=True):
+        (alone,) = real(model, [j], length_multiple=1)
+        torch.testing.assert_close(audio, alone, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"max_batch": 0}, "min_batch <= max_batch"),
+        ({"min_batch": 4, "max_batch": 2}, "min_batch <= max_batch"),
+        ({"max_wait_s": -1.0}, "max_wait_s >= 0"),
+        ({"graph_below": 0}, "graph_below must be >= 1"),
+    ],
+)
+def test_vocoder_worker_refuses_bad_settings(
+    sovits: SynthesizerTrn, settings: dict[str, Any], message: str
+) -> None:
+    from voiceseal_models.gpt_sovits.serving.vocoder import VocoderWorker
+
+    with pytest.raises(ValueError, match=message):
+        VocoderWorker(sovits, **settings)
 
 
 def test_a_failing_job_fails_alone_in_its_batch(

@@ -19,6 +19,7 @@ as PyTorch code, which the CPU tests compare with the eager generator.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import torch
@@ -289,17 +290,21 @@ class FastGenerator:
         self.channels_last = channels_last
         self.channels_last_from = channels_last_from
         self._convs: dict[bool, dict[nn.Module, _Conv]] = {}
+        self._lock = threading.Lock()
 
     def _kernels(self, channels_last: bool) -> dict[nn.Module, _Conv]:
-        convs = self._convs.get(channels_last)
-        if convs is None:
-            convs = {
-                m: _Conv(m, channels_last)
-                for m in self.dec.modules()
-                if isinstance(m, (WeightNormConv1d, WeightNormConvTranspose1d, nn.Conv1d))
-            }
-            self._convs[channels_last] = convs
-        return convs
+        # Under a lock: a generator shared by threads must freeze each layout's kernels once. A
+        # second copy replacing the first could free kernels that a CUDA graph captured.
+        with self._lock:
+            convs = self._convs.get(channels_last)
+            if convs is None:
+                convs = {
+                    m: _Conv(m, channels_last)
+                    for m in self.dec.modules()
+                    if isinstance(m, (WeightNormConv1d, WeightNormConvTranspose1d, nn.Conv1d))
+                }
+                self._convs[channels_last] = convs
+            return convs
 
     @torch.inference_mode()
     def warm_up(self) -> None:

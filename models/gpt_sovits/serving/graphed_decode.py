@@ -73,6 +73,11 @@ class GraphedDecoder:
     def __contains__(self, bucket: tuple[int, int]) -> bool:
         return bucket in self._graphs
 
+    @property
+    def captured(self) -> int:
+        """Buckets captured so far."""
+        return len(self._graphs)
+
     @torch.inference_mode()
     def capture(self, tokens: int, phones: int) -> None:
         """Capture the bucket holding (tokens, phones) now, if it is not yet."""

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from voiceseal_models.gpt_sovits.serving.fast_generator import FastGenerator
 from voiceseal_models.gpt_sovits.serving.graphed_decode import GraphedDecoder
+from voiceseal_models.gpt_sovits.serving.packing import PackedGenerator, packing_gap
 from voiceseal_models.gpt_sovits.sovits import SynthesizerTrn
 
 
@@ -59,6 +60,7 @@ def decode_batch(
     generator: torch.Generator | None = None,
     length_multiple: int = 25,
     dec: FastGenerator | None = None,
+    pack: bool = True,
 ) -> list[Tensor]:
     """Decode every job in one call; returns each job's audio (samples,) float in [-1, 1].
 
@@ -66,7 +68,9 @@ def decode_batch(
     multiple of 8: convolution plans are chosen per input shape, and on an H100 the first
     decode of an unseen shape took 250-420 ms against 32-42 ms for the same shape again
     (bench/gpu.py --only shapes), so a server must not meet a new shape with every request.
-    `dec` replaces the synthesizer's generator (a `FastGenerator` of the same model).
+    `dec` replaces the synthesizer's generator (a `FastGenerator` of the same model). With
+    `pack` the generator runs the items of unequal lengths end to end instead of padded
+    (`packing.PackedGenerator`; the same audio up to float rounding).
     """
     if not jobs:
         return []
@@ -112,7 +116,7 @@ def decode_batch(
         generator=generator,
         code_lengths=n_codes.to(device) if padded else None,
         text_lengths=n_phones.to(device) if padded else None,
-        dec=dec,
+        dec=PackedGenerator(dec or model.dec, packing_gap(model.dec)) if pack and padded else dec,
     )
     lengths = result.audio_lengths.tolist()
     return [result.audio[i, 0, : lengths[i]] for i in range(len(jobs))]
@@ -153,9 +157,14 @@ class VocoderWorker:
     `submit` returns a future of the job's audio (samples,) float32 on the CPU.
 
     On CUDA the generator runs as a `FastGenerator` (same function; pass `fast=False` for the
-    module itself), a lone job replays a `GraphedDecoder` graph (`graph_single`), and the
-    stream gets CUDA's lowest priority, so that decode steps launched on a higher-priority
-    stream go first when both wait for the GPU.
+    module itself), a lone job at speed 1 replays a `GraphedDecoder` graph (`graph_single`; or
+    the caller's `single`, e.g. one with its buckets captured already) with its own noise if it
+    has some, and the stream gets CUDA's lowest priority, so that decode steps launched on a
+    higher-priority stream go first when both wait for the GPU. `pack`: as `decode_batch`'s.
+    `batch_buckets`: round every batch up to a power of two (see `_decode`); `length_multiple`:
+    as `decode_batch`'s; `graph_below`: batches of fewer jobs replay the lone-job graph once per
+    job instead (a small eager batch is bound by its ~2,300 kernel launches); `dec`: the
+    `FastGenerator` to use (default: a new one).
 
     Batching: on an H100, 10 s items decoded at ~750 audio-s/s one at a time (graph), ~1,600
     in batches of 32 and ~1,850 of 128, so under load it pays to wait for company: with
@@ -175,6 +184,12 @@ class VocoderWorker:
         max_wait_s: float = 0.0,
         incoming: Callable[[], int] | None = None,
         graph_single: bool = True,
+        single: GraphedDecoder | None = None,
+        pack: bool = True,
+        batch_buckets: bool = False,
+        length_multiple: int = 25,
+        graph_below: int = 2,
+        dec: FastGenerator | None = None,
     ) -> None:
         if max_batch < 1 or not 1 <= min_batch <= max_batch or max_wait_s < 0:
             raise ValueError(
@@ -185,13 +200,18 @@ class VocoderWorker:
         self.model, self.max_batch, self.noise_scale = model, max_batch, noise_scale
         device = next(model.parameters()).device
         cuda = device.type == "cuda"
-        self.dec = FastGenerator(model.dec) if cuda and fast else None
+        # A caller's own FastGenerator may be shared: its frozen kernels are the generator's
+        # size again per layout.
+        self.dec = (dec or FastGenerator(model.dec)) if cuda and fast else None
+        self.pack, self.batch_buckets = pack, batch_buckets
+        self.length_multiple = length_multiple
+        if graph_below < 1:
+            raise ValueError(f"graph_below must be >= 1, got {graph_below}")
+        self.graph_below = graph_below
         # A lone job replays a CUDA graph (launch-bound otherwise: ~36 ms for 10 s of audio).
-        self._single = (
-            GraphedDecoder(model, dec=self.dec, noise_scale=noise_scale)
-            if self.dec is not None and graph_single
-            else None
-        )
+        if single is None and self.dec is not None and graph_single:
+            single = GraphedDecoder(model, dec=self.dec, noise_scale=noise_scale)
+        self._single = single
         # Priority 0 is CUDA's lowest (the default stream's too).
         self._stream = torch.cuda.Stream(device, priority=0) if cuda else None
         self._jobs: list[tuple[AudioJob, Future[Tensor], float]] = []
@@ -283,17 +303,31 @@ class VocoderWorker:
     def _decode(self, jobs: list[AudioJob]) -> list[Tensor]:
         """The jobs' audio on the host, decoded in one call on the worker's stream."""
         with torch.inference_mode(), torch.cuda.stream(self._stream):
-            job = jobs[0]
+            single = self._single
             if (
-                len(jobs) == 1
-                and self._single is not None
-                and job.batch_key(self.noise_scale) == (1.0, self.noise_scale, False)
-                and job.codes.numel() <= self._single.max_tokens
+                single is not None
+                and len(jobs) < self.graph_below
+                and all(j.speed == 1 and j.codes.numel() <= single.max_tokens for j in jobs)
             ):
-                audio = [self._single(job.codes, job.phones, job.ge)]
-            else:
-                audio = decode_batch(self.model, jobs, noise_scale=self.noise_scale, dec=self.dec)
-            return [a.float().cpu() for a in audio]  # synchronises this stream
+                # One graph replay per job, with its own noise and scale when it has them (a
+                # stream window's).
+                return [
+                    single.decode(j.codes, j.phones, j.ge, j.noise, j.noise_scale) for j in jobs
+                ]
+            batch = list(jobs)
+            if self.batch_buckets:
+                # Repeats of the last job (decoded, then dropped) round the batch up to a power
+                # of two, so that a few batch sizes meet new convolution plans, not every one.
+                batch += [jobs[-1]] * ((1 << (len(jobs) - 1).bit_length()) - len(jobs))
+            audio = decode_batch(
+                self.model,
+                batch,
+                noise_scale=self.noise_scale,
+                dec=self.dec,
+                pack=self.pack,
+                length_multiple=self.length_multiple,
+            )
+            return [a.float().cpu() for a in audio[: len(jobs)]]  # synchronises this stream
 
 
 class GraphedChunkDecoder(GraphedDecoder):
