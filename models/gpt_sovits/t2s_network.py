@@ -19,8 +19,8 @@ shapes so that it can be captured in a CUDA graph.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Mapping
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,11 @@ FULL_SEQUENCE_ATTENTION: tuple[SDPBackend, ...] = (
     SDPBackend.EFFICIENT_ATTENTION,
     SDPBackend.MATH,
 )
+#: `sdpa_kernel` switches process-wide flags and puts back what it found on exit, so passes in
+#: several threads (one scheduler per GPT file) take turns: otherwise one could put back
+#: another's setting and leave cuDNN off, or on, for good. (Attention elsewhere that runs
+#: during a pass gets the same kernels as the pass: a choice of kernel, not of result.)
+_ATTENTION_SWITCH = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -331,16 +336,21 @@ class Text2SemanticDecoder(nn.Module):
 
         With `cache`, keys/values of slots 0..S-1 are written into it.
         """
-        s = xy.shape[1]
+        if not xy.is_cuda:
+            return self._full_sequence(xy, allowed, cache)
         # Every request brings a new (rows, length) shape here; see FULL_SEQUENCE_ATTENTION.
-        with sdpa_kernel(list(FULL_SEQUENCE_ATTENTION)) if xy.is_cuda else nullcontext():
-            for i, layer in enumerate(self.h.blocks):
-                q, k, v = layer.self_attn.qkv(xy)
-                if cache is not None:
-                    cache.k[i, :, :, :s] = k
-                    cache.v[i, :, :, :s] = v
-                attn = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
-                xy = layer.finish(xy, attn)
+        with _ATTENTION_SWITCH, sdpa_kernel(list(FULL_SEQUENCE_ATTENTION)):
+            return self._full_sequence(xy, allowed, cache)
+
+    def _full_sequence(self, xy: Tensor, allowed: Tensor, cache: KVCache | None) -> Tensor:
+        s = xy.shape[1]
+        for i, layer in enumerate(self.h.blocks):
+            q, k, v = layer.self_attn.qkv(xy)
+            if cache is not None:
+                cache.k[i, :, :, :s] = k
+                cache.v[i, :, :, :s] = v
+            attn = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+            xy = layer.finish(xy, attn)
         return xy
 
     def teacher_forced_logits(

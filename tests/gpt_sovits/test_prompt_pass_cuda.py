@@ -6,6 +6,7 @@ cuDNN's attention, which builds a plan for every new shape (see
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,27 @@ def test_prompt_pass_matches_the_default_kernels(
     for a, b in zip(ours, default, strict=True):
         scale = float(b.float().abs().max())
         assert float((a.float() - b.float()).abs().max()) <= 2e-2 * scale
+
+
+def test_prompt_passes_in_threads_leave_the_kernel_flags_as_they_were(
+    network: Text2SemanticDecoder,
+) -> None:
+    """The switch is process-wide: passes of several schedulers' threads take turns, so none
+    puts back another's setting."""
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    errors: list[BaseException] = []
+
+    def passes(rows: int) -> None:
+        try:
+            for width in range(40, 72, 4):
+                _prompt_pass(network, rows, width)
+        except BaseException as exc:  # reported below, on the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=passes, args=(rows,)) for rows in (1, 2, 3, 4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert torch.backends.cuda.cudnn_sdp_enabled() == before
