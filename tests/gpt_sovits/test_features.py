@@ -120,7 +120,6 @@ def test_bert_loader_checks_folder_and_width(tmp_path: Path) -> None:
 def test_phone_level_bert_of_mixed_text_is_zero_outside_mandarin(bert_folder: Path) -> None:
     pytest.importorskip("pypinyin")
     pytest.importorskip("jieba_fast")
-    pytest.importorskip("inflect")
     from voiceseal_models.gpt_sovits.text import text_to_phones
 
     bert = ChineseBertFeatures.from_folder(bert_folder)

