@@ -34,8 +34,13 @@ def test_veto_is_recorded_and_notifications_arrive(
     every_hook: EveryHook,
     session_factory: sessionmaker[Session],
 ) -> None:
-    _, voice = flow.registered_voice([tenant.id])
-    assert [r["event"] for r in every_hook.consents] == ["issued", "verified"]
+    consent, voice = flow.registered_voice([tenant.id])
+    # Readings the recogniser misheard leave refused statements before the verified one
+    # (see Flow.verified_consent): each one issued, then refused.
+    events = [(r["consent_id"], r["event"]) for r in every_hook.consents]
+    retries = (len(events) - 2) // 2
+    assert events[-2:] == [(consent["id"], "issued"), (consent["id"], "verified")]
+    assert [e for _, e in events[:-2]] == ["issued", "refused"] * retries
     r = client.post(
         "/v1/audio/speech",
         headers=bearer(tenant_key),
