@@ -1,11 +1,12 @@
 """English numbers in words, as the official front end spells them (through `inflect`).
 
 The official `en_normalization` calls `inflect.engine().number_to_words` and `.ordinal`; the
-released models were trained on its output, so these functions give the same words, commas and
-hyphens for every input the normaliser passes (``tests/gpt_sovits/test_en_numbers.py`` compares
-them with `inflect` over every integer below 200,000, a sample of larger ones, every year and
-ordinal form). They exist because importing `inflect` costs 1.1-4 s (`typeguard` instruments
-its functions at import), which the first English request containing a digit used to pay.
+released models were trained on its output, so these functions follow it word for word, commas
+and hyphens included (``tests/gpt_sovits/test_en_numbers.py`` compares them with `inflect` on
+every integer below 20,000, 5,000 drawn at every length up to 36 digits, the values around every
+power of ten, every four-digit year and every ordinal form below 3,000). They exist because
+importing `inflect` costs 1.1-4 s (`typeguard` instruments its functions at import), which the
+first English request containing a digit used to pay.
 
 One departure: `inflect` refuses integers of more than 36 digits (it has no scale word past
 decillion), which failed the whole request; `cardinal` reads them digit by digit instead.
