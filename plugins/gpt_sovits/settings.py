@@ -108,7 +108,8 @@ class GPTSoVITSSettings(BaseSettings):
     #: its CUDA graph, and only windows of concurrent streams that already wait together share
     #: a batch (a stream's first audio never waits for company).
     sovits_batching: bool | None = None
-    #: Most segments (or stream windows) in one SoVITS batch.
+    #: Most whole-file segments in one SoVITS batch. Stream windows (about a second each) batch
+    #: up to the larger of this and 128 (``vocoding.WINDOW_BATCH_MAX``).
     sovits_batch_max: int = Field(default=32, ge=1, le=256)
 
     @field_validator("model_dir", "hubert_dir", "bert_dir", "sv_model", mode="after")

@@ -4,6 +4,7 @@ packed convolutions only sum in another order)."""
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import random
@@ -110,3 +111,47 @@ def test_packed_generator_runs_fewer_frames(model: SynthesizerTrn) -> None:
         torch.testing.assert_close(packed(x, g, None), model.dec(x, g, None), atol=0, rtol=0)
     with pytest.raises(ValueError, match="gap"):
         PackedGenerator(model.dec, 0)
+
+
+def test_packed_rows_are_padded_to_the_width_multiple(model: SynthesizerTrn) -> None:
+    """Rows padded to a multiple of frames (at most the batch's width): the generator meets the
+    padded batches' few widths, not one per mix of lengths; the audio does not change."""
+    gen = torch.Generator().manual_seed(4)
+    lengths = torch.tensor([30, 12, 10])
+    x = torch.randn(3, model.config.inter_channels, 40, generator=gen)
+    g = torch.randn(3, model.config.gin_channels, 1, generator=gen)
+    mask = (torch.arange(40)[None] < lengths[:, None]).float()[:, None]
+    with torch.inference_mode():
+        expected = model.dec(x, g, mask)
+        for multiple, width in ((1, 30), (8, 32), (25, 40), (64, 40)):
+            packed = PackedGenerator(model.dec, packing_gap(model.dec), multiple)
+            got = packed(x, g, mask)
+            # 30 fills a row; 12 and 10 share one (26 frames): 2 rows, 30 frames wide at most.
+            assert packed.last_frames == (2 * width, 3 * 40), multiple
+            torch.testing.assert_close(got, expected, atol=ATOL, rtol=0)
+    with pytest.raises(ValueError, match="width_multiple"):
+        PackedGenerator(model.dec, 4, 0)
+
+
+def test_half_precision_masks_give_exact_lengths(model: SynthesizerTrn) -> None:
+    """A bfloat16 mask summed over 301 frames gives 300: lengths are counted instead, or the
+    longest item would lose its last frame."""
+    dec = copy.deepcopy(model.dec).to(torch.bfloat16)
+    gen = torch.Generator().manual_seed(5)
+    lengths = torch.tensor([301, 150, 100])
+    x = torch.randn(3, model.config.inter_channels, 301, generator=gen).bfloat16()
+    g = torch.randn(3, model.config.gin_channels, 1, generator=gen).bfloat16()
+    mask = (torch.arange(301)[None] < lengths[:, None]).bfloat16()[:, None]
+    assert float(mask.sum(dim=(1, 2))[0]) != 301  # what the former sum saw
+    packed = PackedGenerator(dec, packing_gap(model.dec))
+    with torch.inference_mode():
+        got = packed(x, g, mask)
+        expected = dec(x, g, mask)
+    # 301 fills a row; 150 and 100 share one (150 + 4 + 100 = 254 frames).
+    assert packed.last_frames == (2 * 301, 3 * 301)
+    hop = got.shape[-1] // 301
+    last = slice(300 * hop, 301 * hop)  # the longest item's last frame
+    assert float(expected[0, 0, last].abs().max()) > 0
+    torch.testing.assert_close(
+        got[0, 0, last].float(), expected[0, 0, last].float(), atol=0.05, rtol=0
+    )

@@ -414,11 +414,16 @@ def test_vocoder_worker_batches_only_jobs_that_can_share_a_call(
         torch.testing.assert_close(audio, alone, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize(("max_batch", "size"), [(8, 4), (3, 3)])
 def test_vocoder_worker_rounds_batches_up_to_powers_of_two(
-    sovits: SynthesizerTrn, submit_together: SubmitTogether, monkeypatch: pytest.MonkeyPatch
+    sovits: SynthesizerTrn,
+    submit_together: SubmitTogether,
+    monkeypatch: pytest.MonkeyPatch,
+    max_batch: int,
+    size: int,
 ) -> None:
     """The stream-window worker's `batch_buckets`: three windows decode as a batch of four
-    (the last repeated, its copy dropped), each as it would alone."""
+    (the last repeated, its copy dropped), each as it would alone; never past `max_batch`."""
     from voiceseal_models.gpt_sovits.serving import vocoder
 
     model = sovits
@@ -433,10 +438,12 @@ def test_vocoder_worker_rounds_batches_up_to_powers_of_two(
         return real(m, batch, **kw)
 
     monkeypatch.setattr(vocoder, "decode_batch", counted)
-    worker, futures = submit_together(model, jobs, max_batch=8, batch_buckets=True, pack=False)
+    worker, futures = submit_together(
+        model, jobs, max_batch=max_batch, batch_buckets=True, pack=False
+    )
     results = [f.result(timeout=60) for f in futures]
     worker.close()
-    assert sizes == [4] and worker.batches == 1
+    assert sizes == [size] and worker.batches == 1
     for j, audio in zip(jobs, results, strict=True):
         (alone,) = real(model, [j], length_multiple=1)
         torch.testing.assert_close(audio, alone, atol=1e-5, rtol=1e-4)

@@ -254,6 +254,24 @@ class TestBatchedDecode:
             )
             assert torch.all(result.audio[item, :, n:] == 0)
 
+    def test_half_precision_batch_lengths_are_exact(self, fixtures_dir: Path) -> None:
+        """Valid lengths are counted from the mask: a bfloat16 sum of 514 frames is not 514."""
+        bf16 = SynthesizerTrn.from_checkpoint(fixtures_dir / "s2_v2_tiny.pth").to(torch.bfloat16)
+        gen = torch.Generator().manual_seed(0)
+        codes = torch.randint(0, 1024, (2, 257), generator=gen)
+        phones = torch.randint(1, 300, (2, 40), generator=gen)
+        ge = torch.randn(2, bf16.config.gin_channels, 1, generator=gen).bfloat16()
+        with torch.inference_mode():
+            result = bf16.decode_detailed(
+                codes,
+                phones,
+                ge=ge,
+                code_lengths=torch.tensor([257, 80]),
+                text_lengths=torch.tensor([40, 30]),
+            )
+        per_frame = bf16.config.samples_per_frame
+        assert result.audio_lengths.tolist() == [514 * per_frame, 160 * per_frame]
+
 
 class TestDecodeValidation:
     @pytest.fixture(scope="class")

@@ -92,12 +92,15 @@ class PackedGenerator:
     Args:
         dec: the generator to run (e.g. a `FastGenerator`).
         gap: masked frames between packed items (`packing_gap` of the underlying `Generator`).
+        width_multiple: packed rows are padded (masked) to a multiple of this many frames, at
+            most to the batch's own width: the generator then meets the padded batches' few
+            widths, not one per mix of lengths (each new shape costs new convolution plans).
     """
 
-    def __init__(self, dec: GeneratorFn, gap: int) -> None:
-        if gap < 1:
-            raise ValueError(f"gap must be >= 1, got {gap}")
-        self.dec, self.gap = dec, gap
+    def __init__(self, dec: GeneratorFn, gap: int, width_multiple: int = 1) -> None:
+        if gap < 1 or width_multiple < 1:
+            raise ValueError(f"gap and width_multiple must be >= 1, got {gap}, {width_multiple}")
+        self.dec, self.gap, self.width_multiple = dec, gap, width_multiple
         #: Frames the last call ran, padded, against what a padded batch would have run.
         self.last_frames: tuple[int, int] = (0, 0)
 
@@ -105,12 +108,15 @@ class PackedGenerator:
         batch, _, frames = x.shape
         if x_mask is None or batch == 1:
             return self.dec(x, g, x_mask)
-        lengths = [int(n) for n in x_mask.sum(dim=(1, 2)).round().long().tolist()]
+        # Counted, not summed: a half-precision sum of the mask is not exact past 256 (bf16)
+        # or 2,048 (fp16) frames, and a length off by one frame cuts or overruns an item.
+        lengths = [int(n) for n in (x_mask > 0).sum(dim=(1, 2)).tolist()]
         rows = pack_rows(lengths, frames, self.gap)
         if len(rows) == batch:  # nothing shares a row: the padded batch as it is
             self.last_frames = (batch * frames, batch * frames)
             return self.dec(x, g, x_mask)
         width = max(start + lengths[item] for row in rows for item, start in row)
+        width = min(frames, -(-width // self.width_multiple) * self.width_multiple)
         device = x.device
         # Index of every packed frame's source in x's (item, frame) rows; the extra last row
         # of the source tables is zeros (the gaps and the rows' tails).

@@ -116,7 +116,13 @@ def decode_batch(
         generator=generator,
         code_lengths=n_codes.to(device) if padded else None,
         text_lengths=n_phones.to(device) if padded else None,
-        dec=PackedGenerator(dec or model.dec, packing_gap(model.dec)) if pack and padded else dec,
+        dec=PackedGenerator(
+            dec or model.dec,
+            packing_gap(model.dec),
+            prior_frames(model, length_multiple) if speed == 1 else 1,
+        )
+        if pack and padded
+        else dec,
     )
     lengths = result.audio_lengths.tolist()
     return [result.audio[i, 0, : lengths[i]] for i in range(len(jobs))]
@@ -317,8 +323,10 @@ class VocoderWorker:
             batch = list(jobs)
             if self.batch_buckets:
                 # Repeats of the last job (decoded, then dropped) round the batch up to a power
-                # of two, so that a few batch sizes meet new convolution plans, not every one.
-                batch += [jobs[-1]] * ((1 << (len(jobs) - 1).bit_length()) - len(jobs))
+                # of two, so that a few batch sizes meet new convolution plans, not every one;
+                # never past max_batch, the memory the worker was sized for.
+                size = min(1 << (len(jobs) - 1).bit_length(), max(self.max_batch, len(jobs)))
+                batch += [jobs[-1]] * (size - len(jobs))
             audio = decode_batch(
                 self.model,
                 batch,

@@ -374,7 +374,7 @@ class SynthesizerTrn(nn.Module):
         # decode near the end; unpadded input skips the extra multiplications.
         padded = code_lengths is not None or text_lengths is not None
         audio = (dec or self.dec)(dec_in, ge, y_mask if padded else None)
-        frames = y_mask.sum(dim=(1, 2)).round().long()
+        frames = (y_mask > 0).sum(dim=(1, 2))  # counted: a half-precision sum is not exact
         return DecodeResult(
             audio=audio,
             audio_lengths=frames * self.config.samples_per_frame,
