@@ -303,6 +303,11 @@ class FastGenerator:
                     for m in self.dec.modules()
                     if isinstance(m, (WeightNormConv1d, WeightNormConvTranspose1d, nn.Conv1d))
                 }
+                weight = self.dec.conv_pre.weight
+                if weight.is_cuda:
+                    # The kernels were computed on this thread's stream; threads on other
+                    # streams (the other worker, the window graphs) read them from now on.
+                    torch.cuda.current_stream(weight.device).synchronize()
                 self._convs[channels_last] = convs
             return convs
 

@@ -234,6 +234,11 @@ class VocoderWorker:
         with self._wake:
             if self._closed:
                 raise RuntimeError("the vocoder worker is closed")
+            if self._stream is not None:
+                # The job's tensors (its noise draw, say) were made on the submitting thread's
+                # stream; work the worker's stream runs from now on waits for them (no host
+                # synchronisation).
+                self._stream.wait_stream(torch.cuda.current_stream(self._stream.device))
             self._jobs.append((job, future, time.perf_counter()))
             self._wake.notify()
         return future
