@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from voiceseal_models.gpt_sovits.graph_capture import CAPTURE_LOCK
 from voiceseal_models.gpt_sovits.t2s_network import KVCache, Text2SemanticDecoder
 
 
@@ -41,7 +42,7 @@ class CUDAGraphStep:
                 network.decode_step(cache, self.tokens, self.pos)
         torch.cuda.current_stream(device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        with CAPTURE_LOCK, torch.cuda.graph(self.graph):
             self.logits = network.decode_step(cache, self.tokens, self.pos)
 
     def __call__(self, cache: KVCache, tokens: Tensor, pos: Tensor) -> Tensor:

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from voiceseal_models.gpt_sovits.graph_capture import CAPTURE_LOCK
 from voiceseal_models.gpt_sovits.serving.sampler import RowSampling, sample_rows
 from voiceseal_models.gpt_sovits.t2s_network import Text2SemanticDecoder
 
@@ -298,7 +299,7 @@ class StepGraphs:
             self.step(self.network, self.pool, rows, span, None)
         torch.cuda.current_stream(device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._memory):
+        with CAPTURE_LOCK, torch.cuda.graph(graph, pool=self._memory):
             out = self.step(self.network, self.pool, rows, span, None)
         self.graphs[(rows, span)] = (graph, out)
 

@@ -24,6 +24,7 @@ import threading
 import torch
 from torch import Tensor
 
+from voiceseal_models.gpt_sovits.graph_capture import CAPTURE_LOCK
 from voiceseal_models.gpt_sovits.serving.fast_generator import FastGenerator
 from voiceseal_models.gpt_sovits.sovits import SynthesizerTrn
 from voiceseal_models.gpt_sovits.sovits.config import CODEBOOK_SIZE
@@ -111,7 +112,10 @@ class GraphedDecoder:
             graph = torch.cuda.CUDAGraph()
             # thread_local: a capture on the vocoder thread must not forbid the decode
             # thread's allocations.
-            with torch.cuda.graph(graph, pool=self._memory, capture_error_mode="thread_local"):
+            with (
+                CAPTURE_LOCK,
+                torch.cuda.graph(graph, pool=self._memory, capture_error_mode="thread_local"),
+            ):
                 buffers["audio"] = self._forward(buffers)
             self._graphs[key] = (graph, buffers)
 
