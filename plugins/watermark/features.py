@@ -70,6 +70,10 @@ SORT_MAX_ROWS = 384
 #: Rows (speeds times detection frames) read at once: about 570 kB per float32 temporary (the
 #: gather of the four tables side by side: 2.3 MB).
 CHUNK_ROWS = 2700
+#: Clips up to this many analysis frames (about 20 s) copy all of their tables side by side for
+#: the speed search (``Spectrum._side_by_side``); longer ones copy only the stretch a reading
+#: touches (the search reads about 3 s): a whole 600 s copy is about 300 MB.
+WHOLE_COPY_FRAMES = 20 * 4 * 50
 
 
 @cache
@@ -106,8 +110,11 @@ class Spectrum:
     _read: dict[tuple[bytes, int, int, int], tuple[Array, Array]] = field(
         default_factory=dict, compare=False, repr=False
     )
-    #: The tables side by side, once made (``_side_by_side``).
-    _copies: list[npt.NDArray[np.float32]] = field(default_factory=list, compare=False, repr=False)
+    #: The tables side by side (``_side_by_side``), once made, with the first analysis frame
+    #: they start at.
+    _copies: list[tuple[npt.NDArray[np.float32], int, int]] = field(
+        default_factory=list, compare=False, repr=False
+    )
 
     @classmethod
     def analyse(cls, audio: Array) -> Spectrum:
@@ -268,47 +275,67 @@ class Spectrum:
             valid = np.arange(n_rows)[None, :] < counts[:, None]
             out *= _reliability(power, valid, counts)
 
-    def _side_by_side(self) -> npt.NDArray[np.float32]:
-        """The four tables side by side, shape (fine frames * (bins + 1), 4), made on the first
-        reading of several speeds (the speed search): one gather then reads all four at once
-        (one cache line, one pass over the index) instead of four, which more than pays for the
-        copy. Readings of one speed (the clip's own) read the tables as they are, so a clip that
-        decodes at its own speed never makes it (10 s: 5 MB)."""
-        if not self._copies:
-            both = np.empty(self.sums.shape[::-1], dtype=self.sums.dtype)
-            for k, table in enumerate(self.sums):  # three times faster than one transposed copy
-                both[:, k] = table
-            self._copies.append(both)
-        return self._copies[0]
+    def _side_by_side(self, first: int, last: int) -> tuple[npt.NDArray[np.float32], int]:
+        """The four tables side by side over analysis frames ``first``..``last`` at least, shape
+        (frames * (bins + 1), 4), and the frame the copy starts at; made on the first reading
+        of several speeds (the speed search): one gather then reads all four at once (one cache
+        line, one pass over the index) instead of four, which more than pays for the copy.
+        Readings of one speed (the clip's own) read the tables as they are, so a clip that
+        decodes at its own speed never makes it. Clips up to WHOLE_COPY_FRAMES copy every frame
+        once (10 s: 5 MB); longer ones copy the stretch asked for, kept until a reading needs
+        another."""
+        if self._copies:
+            both, base, end = self._copies[0]
+            if base <= first and last <= end:
+                return both, base
+        if self.n_frames <= WHOLE_COPY_FRAMES:
+            first, last = 0, self.n_frames - 1
+        n_sums = self.sums.shape[1] // self.n_frames
+        part = self.sums[:, first * n_sums : (last + 1) * n_sums]
+        both = np.empty(part.shape[::-1], dtype=self.sums.dtype)
+        for k, table in enumerate(part):  # three times faster than one transposed copy
+            both[:, k] = table
+        self._copies[:] = [(both, first, last)]
+        return both, first
 
     def _bands(self, speeds: Array, n_rows: int, stride: float, start: int) -> tuple[Array, Array]:
         """Mean normalised log power and power of every band, shape (speeds, n_rows, n_bands),
         for detection frames ``stride`` analysis frames apart from ``start`` on."""
         n_sums = self.sums.shape[1] // self.n_frames
         key = speeds.tobytes()
+        several = len(speeds) > 1
         lo, frac, width = _columns(key, n_sums)
-        rows, first, last = _rows(key, n_rows, stride)
-        offset = 0
+        # The grids of the speed search are fixed, so their rows and index are kept between
+        # clips; a reading of one speed (the clip's own) has rows as many as the clip is long,
+        # which would keep megabytes per clip length, so it makes them each time.
+        rows, first, last = (_rows if several else _rows.__wrapped__)(key, n_rows, stride)
+        base = 0  # analysis frame the index counts from
         if start + first >= 0 and start + last < self.n_frames:
             # Every row inside the clip (the coarse grid, the clip's own speed): the same index,
             # relative to the stretch's start, serves every clip.
-            index = _index(key, n_rows, stride, n_sums)
-            offset = start * n_sums
+            index = _index(key, n_rows, stride, n_sums) if several else _index_of(rows, lo, n_sums)
+            base = start
         else:
             rows = rows + start
             np.clip(rows, 0, self.n_frames - 1, out=rows)
-            index = (rows * n_sums)[:, :, None] + lo[:, None, :]  # (speeds, rows, edges)
+            index = _index_of(rows, lo, n_sums)
         # Every index is in range (rows within the clip, lo below the last bin), so the bounds
         # check of the default mode="raise" is skipped. Interpolated at each edge: sum + frac *
         # bin (log) and sum - frac * bin (power).
-        if len(speeds) > 1:
-            both = np.take(self._side_by_side()[offset:], index, axis=0, mode="clip")
+        if several:
+            reach = (max(0, min(start + first, start)), min(self.n_frames - 1, start + last))
+            both, copied_from = self._side_by_side(*reach)
+            table = both[(base - copied_from) * n_sums :]
+            if base < copied_from:  # rows clipped to the clip, counted from its start
+                index = index - (copied_from - base) * n_sums
+                table = both
+            both = np.take(table, index, axis=0, mode="clip")
             log_sum = np.multiply(both[..., 1], frac)
             log_sum += both[..., 0]
             power_sum = np.multiply(both[..., 3], frac)
             np.subtract(both[..., 2], power_sum, out=power_sum)
         else:
-            tables = self.sums[:, offset:]
+            tables = self.sums[:, base * n_sums :]
             log_sum, log_bin, power_sum, power_bin = (
                 np.take(t, index, mode="clip") for t in tables
             )
@@ -359,14 +386,20 @@ def _columns(
     return lo, frac, width
 
 
+def _index_of(
+    rows: npt.NDArray[np.int64], lo: npt.NDArray[np.int64], n_sums: int
+) -> npt.NDArray[np.int64]:
+    """Position in the tables of the bin below each band edge (``lo``, per speed) on each
+    detection frame (``rows``, per speed), shape (speeds, n_rows, edges)."""
+    return (rows * n_sums)[:, :, None] + lo[:, None, :]
+
+
 @lru_cache(maxsize=4)
 def _index(speeds: bytes, n_rows: int, stride: float, n_sums: int) -> npt.NDArray[np.int64]:
-    """Position in the tables (from the stretch's first analysis frame) of the bin below each
-    band edge on each detection frame at each speed, shape (speeds, n_rows, edges). A few are
-    kept (at most 4 of up to about 2 MB): the coarse grid's is the same for every clip."""
-    rows = _rows(speeds, n_rows, stride)[0]
-    lo = _columns(speeds, n_sums)[0]
-    index = (rows * n_sums)[:, :, None] + lo[:, None, :]
+    """``_index_of`` for a grid of the speed search, from the stretch's first analysis frame. A
+    few are kept (at most 4 of up to about 2 MB): the coarse grid's is the same for every
+    clip."""
+    index = _index_of(_rows(speeds, n_rows, stride)[0], _columns(speeds, n_sums)[0], n_sums)
     index.flags.writeable = False
     return index
 

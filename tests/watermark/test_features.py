@@ -103,10 +103,15 @@ def _bands_as_before(
     return log_band, power
 
 
-def test_band_reading_equals_separate_tables(speech_10s: Array) -> None:
+@pytest.mark.parametrize("whole_copy_frames", [features.WHOLE_COPY_FRAMES, 0])
+def test_band_reading_equals_separate_tables(
+    speech_10s: Array, monkeypatch: pytest.MonkeyPatch, whole_copy_frames: int
+) -> None:
     # Readings of several speeds gather from a copy of the four tables side by side (one gather
-    # for all four), and the gather's index is kept between clips when every row falls inside
-    # the clip; neither may change a bit.
+    # for all four: of the whole clip, or, for long clips (whole_copy_frames 0 here), of the
+    # stretch a reading touches), and the gather's index is kept between clips when every row
+    # falls inside the clip; none of it may change a bit.
+    monkeypatch.setattr(features, "WHOLE_COPY_FRAMES", whole_copy_frames)
     clip = speech_10s[16000 : 16000 + 24000].astype(np.float64)  # 1.5 s: the slowest case
     spectrum = Spectrum.analyse(clip)
     last = spectrum.n_frames - 1
@@ -131,7 +136,17 @@ def test_band_reading_equals_separate_tables(speech_10s: Array) -> None:
             np.testing.assert_array_equal(_bits(g), _bits(w))
             np.testing.assert_array_equal(_bits(a), _bits(w))
     assert kept == [True, True, False, True, False, True]  # both ways of reading are checked
-    np.testing.assert_array_equal(_bits(spectrum._side_by_side()), _bits(spectrum.sums.T))
+    both, copied_from = spectrum._side_by_side(0, last)
+    assert copied_from == 0
+    np.testing.assert_array_equal(_bits(both), _bits(spectrum.sums.T))
+    if whole_copy_frames == 0:  # a stretch: its frames only, from its first
+        spectrum = Spectrum.analyse(clip)  # no copy yet (a copy that holds it is reused)
+        n_sums = spectrum.sums.shape[1] // spectrum.n_frames
+        both, copied_from = spectrum._side_by_side(10, 30)
+        assert copied_from == 10 and both.shape == (21 * n_sums, 4)
+        np.testing.assert_array_equal(
+            _bits(both), _bits(spectrum.sums[:, 10 * n_sums : 31 * n_sums].T)
+        )
 
 
 def _relative_as_before(bands: Array, q: int, counts: npt.NDArray[np.int64]) -> Array:
