@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -113,6 +114,27 @@ def room_tone(n: int, seed: int = 0) -> Audio:
 
 def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def verify_seconds(extra: Mapping[str, Any]) -> float:
+    """How long an output must be for the watermarker's check of it to pass, from its
+    capabilities: its "verify_seconds" (patchwork reads 1 s clips, 0.995 of them, and asks for
+    2.5 s), never less than its "min_detect_seconds" (it reads nothing shorter); without the
+    former, one second over the minimum (measured: outputs with ~0.9 s of speech then verify
+    every time). A value that is not a finite number of seconds >= 0 counts as absent."""
+    minimum = _seconds(extra.get("min_detect_seconds")) or 0.0
+    wanted = _seconds(extra.get("verify_seconds"))
+    if wanted is None:
+        return minimum + 1.0 if minimum else 0.0
+    return max(wanted, minimum)
+
+
+def _seconds(value: Any) -> float | None:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 class Orchestrator:
@@ -447,17 +469,8 @@ class Orchestrator:
         A one-word answer is shorter than the watermark's check needs; rather than deliver audio
         whose mark cannot be checked, it gets an inaudible room-tone tail up to that length.
         """
-        extra = self.runtime.watermarker().capabilities.extra
-        # A watermarker may say how long an output must be for its check to pass every time
-        # ("verify_seconds"), which is more than the shortest clip it reads at all: patchwork
-        # reads 1 s clips (0.995 of them), and pads to 2.5 s. Otherwise one second over the
-        # minimum: measured, outputs with ~0.9 s of speech then verify every time.
-        target = extra.get("verify_seconds")
-        if target is None:
-            minimum = float(extra.get("min_detect_seconds", 0.0))
-            target = minimum + 1.0 if minimum else 0.0
-        need = int(float(target) * sr) - n
-        return max(need, 0)
+        target = verify_seconds(self.runtime.watermarker().capabilities.extra)
+        return max(int(target * sr) - n, 0)
 
     def _free_payload(self) -> int:
         with transaction(self.sessions) as session:

@@ -51,7 +51,7 @@ GPT, SOVITS = FIXTURES / "t2s_tiny.ckpt", FIXTURES / "s2_v2_tiny.pth"
 SPEAKER = "joe"
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 # Four sentences: each gives at least 10 tokens (0.4 s), so with the 0.25 s gaps the output
-# always exceeds the 1.5 s the watermark verification needs.
+# always exceeds the 1 s the watermark detector reads (shorter outputs would be padded).
 SENTENCES = (
     "Good morning. This voice was registered with its consent. "
     "Every clip is watermarked. Every request is recorded."

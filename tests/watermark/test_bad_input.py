@@ -53,9 +53,9 @@ def test_float_rate_is_refused(watermarker: PatchworkWatermarker, speech_10s: Ar
 def test_too_short_to_detect(
     watermarker: PatchworkWatermarker, marked_10s: Array, payload: bytes
 ) -> None:
-    # One block (1 s) is the shortest clip read, at every rate; one frame less is refused.
+    # One block (1 s) is the shortest clip read, at every rate; one sample less is refused.
     with pytest.raises(ClipTooShort, match="too short"):
-        watermarker.detect(marked_10s[:15840], 16000)
+        watermarker.detect(marked_10s[:15999], 16000)
     with pytest.raises(ClipTooShort):
         watermarker.detect(marked_10s[:44099], 44100)
     with pytest.raises(ClipTooShort):
