@@ -12,78 +12,24 @@ from typing import Any
 from voiceseal import hookimpl
 from voiceseal.contracts import Capabilities, ComponentContext, Register
 from voiceseal.text import split_plain
-
-_ONES = [
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-    "thirteen",
-    "fourteen",
-    "fifteen",
-    "sixteen",
-    "seventeen",
-    "eighteen",
-    "nineteen",
-]
-_TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
-_SCALES = ((10**12, "trillion"), (10**9, "billion"), (10**6, "million"), (1000, "thousand"))
-_ORD = {
-    "one": "first",
-    "two": "second",
-    "three": "third",
-    "five": "fifth",
-    "eight": "eighth",
-    "nine": "ninth",
-    "twelve": "twelfth",
-}
+from voiceseal_models.gpt_sovits.text.en_numbers import cardinal, ordinal_of_words
 
 
 def number_words(n: int) -> str:
+    """An integer in words, in the plain style this front end speaks ("one thousand two hundred
+    and five"): the GPT-SoVITS front end's speller without its commas between groups."""
     if n < 0:
         return "minus " + number_words(-n)
-    if n < 20:
-        return _ONES[n]
-    if n < 100:
-        return _TENS[n // 10] + ("" if n % 10 == 0 else "-" + _ONES[n % 10])
-    if n < 1000:
-        rest = n % 100
-        return _ONES[n // 100] + " hundred" + ("" if rest == 0 else " and " + number_words(rest))
-    for value, word in _SCALES:
-        if n >= value:
-            rest = n % value
-            head = number_words(n // value) + " " + word
-            if rest == 0:
-                return head
-            return head + (" and " if rest < 100 else " ") + number_words(rest)
-    raise AssertionError("unreachable")
+    return cardinal(n).replace(",", "")
 
 
 def ordinal_words(n: int) -> str:
-    words = number_words(n)
-    last = re.split(r"([ -])", words)
-    tail = last[-1]
-    if tail in _ORD:
-        last[-1] = _ORD[tail]
-    elif tail.endswith("y"):
-        last[-1] = tail[:-1] + "ieth"
-    else:
-        last[-1] = tail + "th"
-    return "".join(last)
+    return ordinal_of_words(number_words(n))
 
 
 def _decimal(m: re.Match[str]) -> str:
     whole, frac = m.group(1).replace(",", ""), m.group(2)
-    return number_words(int(whole)) + " point " + " ".join(_ONES[int(d)] for d in frac)
+    return number_words(int(whole)) + " point " + " ".join(number_words(int(d)) for d in frac)
 
 
 def _money(m: re.Match[str]) -> str:

@@ -6,7 +6,8 @@ and hyphens included (``tests/gpt_sovits/test_en_numbers.py`` compares them with
 every integer below 20,000, 5,000 drawn at every length up to 36 digits, the values around every
 power of ten, every four-digit year and every ordinal form below 3,000). They exist because
 importing `inflect` costs 1.1-4 s (`typeguard` instruments its functions at import), which the
-first English request containing a digit used to pay.
+first English request containing a digit used to pay. The platform's plain English front end
+(`voiceseal_plugins.text_basic`) speaks numbers with them too, without the commas.
 
 One departure: `inflect` refuses integers of more than 36 digits (it has no scale word past
 decillion), which failed the whole request; `cardinal` reads them digit by digit instead.
